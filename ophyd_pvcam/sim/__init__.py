@@ -1,0 +1,48 @@
+"""The simulated PVCAM SDK: a Prime BSI that the unmodified pyvcam runs on.
+
+Load it before pyvcam is imported (``load()``, or ``OPHYD_PVCAM_SIM=1`` and
+``import ophyd_pvcam``).  Environment variables:
+
+- ``OPHYD_PVCAM_SIM=1``: use the simulator instead of the vendor library.
+- ``OPHYD_PVCAM_SIM_CAMERAS=N``: number of simulated cameras (default 1, max 8).
+- ``OPHYD_PVCAM_SIM_SEED=N``: seed of the image noise.
+- ``OPHYD_PVCAM_SIM_FAULTS=...``: faults to inject at load, see :func:`parse_fault_spec`.
+- ``OPHYD_PVCAM_SIM_LIBRARY=PATH``: load this build of the library instead
+  (the AddressSanitizer job uses it).
+"""
+
+from ._control import (
+    FAULT_KINDS,
+    Fault,
+    active_fault_count,
+    buffer_full,
+    clear_faults,
+    fire_edge,
+    frames_dropped,
+    frames_generated,
+    inject_fault,
+    parse_fault_spec,
+    set_seed,
+)
+from ._loader import SimulatorError, is_loaded, library_path, load, requested_by_environment
+from ._pixels import frame_number
+
+__all__ = [
+    "FAULT_KINDS",
+    "Fault",
+    "SimulatorError",
+    "active_fault_count",
+    "buffer_full",
+    "clear_faults",
+    "fire_edge",
+    "frame_number",
+    "frames_dropped",
+    "frames_generated",
+    "inject_fault",
+    "is_loaded",
+    "library_path",
+    "load",
+    "parse_fault_spec",
+    "requested_by_environment",
+    "set_seed",
+]

@@ -1,0 +1,204 @@
+"""Python control of the simulated camera: faults, triggers and counters."""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import math
+import os
+from dataclasses import dataclass
+
+from ._loader import SimulatorError, library
+
+log = logging.getLogger(__name__)
+
+ENV_FAULTS = "OPHYD_PVCAM_SIM_FAULTS"
+FAULT_KINDS = {"stall": 1, "readout_failure": 2, "disconnect": 3, "drop": 4}
+MAX_CAMERAS = 8
+
+
+def declare_control_api(lib: ctypes.CDLL) -> None:
+    """Give ctypes the signatures of the simulator's pvsim_* functions."""
+    u64, c_int = ctypes.c_uint64, ctypes.c_int
+    signatures = {
+        "pvsim_identity": (ctypes.c_char_p, []),
+        "pvsim_set_seed": (None, [u64]),
+        "pvsim_frames_generated": (u64, [c_int]),
+        "pvsim_frames_dropped": (u64, [c_int]),
+        "pvsim_inject_fault": (u64, [c_int, c_int, u64, u64, ctypes.c_double, c_int]),
+        "pvsim_clear_faults": (None, []),
+        "pvsim_fault_count": (c_int, []),
+        "pvsim_fire_edge": (c_int, [c_int]),
+        "pvsim_buffer_full": (c_int, [c_int]),
+    }
+    for name, (restype, argtypes) in signatures.items():
+        function = getattr(lib, name)
+        function.restype = restype
+        function.argtypes = argtypes
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One injected fault, as accepted (returned by :func:`inject_fault`)."""
+
+    id: int
+    kind: str
+    after_frames: int
+    duration: float | None
+    every: int | None
+    times: int | None
+    camera: int | None
+
+
+def _check_camera(camera: int | None) -> int:
+    if camera is None:
+        return -1
+    if not isinstance(camera, int) or not 0 <= camera < MAX_CAMERAS:
+        raise ValueError(f"camera={camera!r}: expected a camera index 0..{MAX_CAMERAS - 1}")
+    return camera
+
+
+def inject_fault(
+    kind: str,
+    after_frames: int = 0,
+    duration: float | None = None,
+    *,
+    every: int | None = None,
+    times: int | None = None,
+    camera: int | None = None,
+) -> Fault:
+    """Make the simulated camera misbehave.
+
+    ``after_frames`` counts frames from the start of the next acquisition, or
+    of the running one if an acquisition is under way.  Kinds:
+
+    - ``"stall"``: frame callbacks stop after ``after_frames`` frames while the
+      status still claims the acquisition runs; for ``duration`` seconds, or
+      until :func:`clear_faults` if ``duration`` is None.
+    - ``"readout_failure"``: the status becomes READOUT_FAILED after
+      ``after_frames`` frames.
+    - ``"disconnect"``: the camera vanishes after ``after_frames`` frames; every
+      call fails until the camera is closed and reopened.
+    - ``"drop"``: every ``every``-th frame after ``after_frames`` is lost on the
+      way, leaving a gap in the frame numbers (for ``duration`` seconds, or
+      until cleared).
+
+    A fault applies to every acquisition until cleared, or to the next
+    ``times`` acquisitions it fires in; to every camera, or to ``camera``.
+    """
+    if kind not in FAULT_KINDS:
+        raise ValueError(f"fault kind {kind!r} is not one of {sorted(FAULT_KINDS)}")
+    if not isinstance(after_frames, int) or after_frames < 0:
+        raise ValueError(f"after_frames={after_frames!r}: expected an integer >= 0")
+    if duration is not None and not (
+        isinstance(duration, (int, float)) and math.isfinite(duration) and duration > 0
+    ):
+        raise ValueError(f"duration={duration!r}: expected None or a number of seconds > 0")
+    if kind == "drop":
+        if not isinstance(every, int) or every < 1:
+            raise ValueError(f"a 'drop' fault needs every=N (an integer >= 1), got {every!r}")
+    elif every is not None:
+        raise ValueError(f"every= only applies to 'drop' faults, not {kind!r}")
+    if times is not None and (not isinstance(times, int) or times < 1):
+        raise ValueError(f"times={times!r}: expected None (until cleared) or an integer >= 1")
+    serial = library().pvsim_inject_fault(
+        FAULT_KINDS[kind],
+        _check_camera(camera),
+        after_frames,
+        every or 0,
+        float(duration or 0.0),
+        -1 if times is None else times,
+    )
+    if not serial:
+        raise SimulatorError("the simulator refused the fault (at most 16 at once)")
+    fault = Fault(int(serial), kind, after_frames, duration, every, times, camera)
+    log.warning("Simulated camera fault injected: %s", fault)
+    return fault
+
+
+def clear_faults() -> None:
+    """Remove every fault.  A stall in progress resumes; a failed readout or a
+    disconnected camera stays failed until the acquisition restarts or the
+    camera is reopened."""
+    library().pvsim_clear_faults()
+
+
+def active_fault_count() -> int:
+    """How many injected faults are still waiting to fire (or repeat)."""
+    return int(library().pvsim_fault_count())
+
+
+def frames_generated(camera: int | None = None) -> int:
+    """Frames the simulated camera(s) produced since the library was loaded,
+    including frames a "drop" fault lost before delivery."""
+    return int(library().pvsim_frames_generated(_check_camera(camera)))
+
+
+def frames_dropped(camera: int = 0) -> int:
+    """Frames a "drop" fault lost inside the camera in its current acquisition."""
+    return int(library().pvsim_frames_dropped(_check_camera(camera)))
+
+
+def buffer_full(camera: int = 0) -> bool:
+    """True while a CIRC_NO_OVERWRITE acquisition is halted for want of a free slot."""
+    return bool(library().pvsim_buffer_full(_check_camera(camera)))
+
+
+def fire_edge(camera: int = 0) -> bool:
+    """Send an edge to the camera's trigger input (Edge Trigger and Trigger
+    First modes).  Returns False if the camera ignored it because it was busy
+    or no longer waiting for a trigger."""
+    result = library().pvsim_fire_edge(_check_camera(camera))
+    if result < 0:
+        raise SimulatorError(
+            f"camera {camera} is not acquiring in an external trigger mode "
+            "('Edge Trigger' or 'Trigger First')"
+        )
+    return bool(result)
+
+
+def set_seed(seed: int) -> None:
+    """Seed the image noise (applies from the next acquisition setup)."""
+    library().pvsim_set_seed(int(seed) & (2**64 - 1))
+
+
+def parse_fault_spec(text: str) -> list[dict]:
+    """Parse ``OPHYD_PVCAM_SIM_FAULTS``: ``kind[:key=value,...]`` entries separated
+    by ``;``, with keys after, duration, every, times, camera.  Example:
+    ``stall:after=85`` or ``drop:every=10;readout_failure:after=200,times=1``."""
+    specs = []
+    integer_keys = {"after": "after_frames", "every": "every", "times": "times", "camera": "camera"}
+    for entry in filter(None, (part.strip() for part in text.split(";"))):
+        kind, _, options = entry.partition(":")
+        spec: dict = {"kind": kind.strip()}
+        for option in filter(None, (part.strip() for part in options.split(","))):
+            key, sep, value = option.partition("=")
+            key = key.strip()
+            try:
+                if not sep:
+                    raise ValueError
+                if key == "duration":
+                    spec["duration"] = float(value)
+                elif key in integer_keys:
+                    spec[integer_keys[key]] = int(value)
+                else:
+                    raise KeyError(key)
+            except (KeyError, ValueError):
+                raise SimulatorError(
+                    f"{ENV_FAULTS}: cannot read {option!r} in {entry!r}; expected "
+                    "after=N, duration=SECONDS, every=N, times=N or camera=N"
+                ) from None
+        specs.append(spec)
+    return specs
+
+
+def inject_environment_faults() -> list[Fault]:
+    """Inject the faults named in ``OPHYD_PVCAM_SIM_FAULTS`` (called by load())."""
+    text = os.environ.get(ENV_FAULTS, "")
+    faults = []
+    for spec in parse_fault_spec(text):
+        try:
+            faults.append(inject_fault(**spec))
+        except ValueError as error:
+            raise SimulatorError(f"{ENV_FAULTS}={text!r}: {error}") from None
+    return faults
