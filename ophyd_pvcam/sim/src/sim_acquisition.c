@@ -131,9 +131,9 @@ static enum gate fault_gate(sim_camera *cam, uint64_t now, uint64_t *until)
             continue;
         if ((uint64_t)cam->frames_started < p->fault.after_frames)
             continue;
-        fire(p, now);
         switch (p->fault.kind) {
         case FAULT_STALL:
+            fire(p, now);
             if (duration_over(p, now)) {
                 p->finished = 1; /* resume, paced from now */
                 cam->next_start_ns = now;
@@ -150,16 +150,35 @@ static enum gate fault_gate(sim_camera *cam, uint64_t now, uint64_t *until)
             }
             break;
         case FAULT_READOUT_FAILURE:
-            if (cam->inflight_count == 0)
-                cam->status = READOUT_FAILED;
-            return GATE_CLOSED;
         case FAULT_DISCONNECT:
-            if (cam->inflight_count == 0)
-                cam->disconnected = 1;
-            return GATE_CLOSED;
+            /* frame after_frames + 1 starts, and fails during its readout */
+            if ((uint64_t)cam->frames_started > p->fault.after_frames)
+                return GATE_CLOSED;
+            break;
         }
     }
     return gate;
+}
+
+/* Does frame nr fail in readout (or lose the camera) instead of arriving? */
+static int failed_by_fault(sim_camera *cam, int32 nr, uint64_t now)
+{
+    for (int i = 0; i < MAX_FAULTS; ++i) {
+        sim_fault_progress *p = &cam->fault_progress[i];
+        if (!p->fault.serial || p->finished || (uint64_t)nr <= p->fault.after_frames)
+            continue;
+        if (p->fault.kind == FAULT_READOUT_FAILURE) {
+            fire(p, now);
+            cam->status = READOUT_FAILED;
+            return 1;
+        }
+        if (p->fault.kind == FAULT_DISCONNECT) {
+            fire(p, now);
+            cam->disconnected = 1;
+            return 1;
+        }
+    }
+    return 0;
 }
 
 static int dropped_by_fault(sim_camera *cam, int32 nr, uint64_t now)
@@ -244,7 +263,9 @@ static void finish_frame(sim_camera *cam)
             (size_t)(--cam->inflight_count) * sizeof cam->inflight[0]);
     uint64_t now = sim_now_ns();
     cam->frames_generated_total++;
-    if (dropped_by_fault(cam, f.nr, now)) {
+    if (failed_by_fault(cam, f.nr, now)) {
+        cam->inflight_count = 0; /* whatever else was in flight is gone too */
+    } else if (dropped_by_fault(cam, f.nr, now)) {
         cam->frames_dropped++;
     } else {
         uns32 slot = cam->is_sequence        ? (uns32)cam->frames_delivered

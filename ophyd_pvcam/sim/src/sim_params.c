@@ -434,7 +434,7 @@ static rs_bool enum_item(int16 hcam, uns32 id, uns32 index, const sim_enum_item 
 
 rs_bool pl_enum_str_length(int16 hcam, uns32 id, uns32 index, uns32 *length)
 {
-    const sim_enum_item *item;
+    const sim_enum_item *item = NULL;
     if (!length)
         return sim_fail(ERR_INVALID_ARGUMENT, "pl_enum_str_length: null pointer");
     if (!enum_item(hcam, id, index, &item))
@@ -446,7 +446,7 @@ rs_bool pl_enum_str_length(int16 hcam, uns32 id, uns32 index, uns32 *length)
 rs_bool pl_get_enum_param(int16 hcam, uns32 id, uns32 index, int32 *value, char *desc,
                           uns32 length)
 {
-    const sim_enum_item *item;
+    const sim_enum_item *item = NULL;
     if (!value || !desc)
         return sim_fail(ERR_INVALID_ARGUMENT, "pl_get_enum_param: null pointer");
     if (!enum_item(hcam, id, index, &item))

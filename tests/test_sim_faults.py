@@ -1,0 +1,194 @@
+"""Injected faults surface exactly as pyvcam surfaces the real ones."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+import ophyd_pvcam.sim as sim
+
+POLL_MS = 1000
+
+
+def _small_live(camera, exposure_ms: int = 2) -> None:
+    camera.set_roi(0, 0, 128, 128)
+    camera.start_live(exp_time=exposure_ms, buffer_frame_count=16)
+
+
+def _collect(camera, count: int) -> list[int]:
+    return [
+        sim.frame_number(camera.poll_frame(timeout_ms=POLL_MS)[0]["pixel_data"])
+        for _ in range(count)
+    ]
+
+
+def test_stall_stops_callbacks_after_n_frames_while_status_claims_running(camera):
+    sim.inject_fault("stall", after_frames=10)
+    _small_live(camera)
+    try:
+        assert _collect(camera, 10) == list(range(1, 11))
+        with pytest.raises(RuntimeError, match="Frame timeout"):
+            camera.poll_frame(timeout_ms=500)
+        assert camera.check_frame_status() in {"EXPOSURE_IN_PROGRESS", "FRAME_AVAILABLE"}
+    finally:
+        camera.finish()
+
+
+def test_stall_injected_into_a_running_acquisition_counts_from_its_start(camera):
+    _small_live(camera)
+    try:
+        assert _collect(camera, 5) == [1, 2, 3, 4, 5]
+        sim.inject_fault("stall", after_frames=8)
+        assert _collect(camera, 3) == [6, 7, 8]
+        with pytest.raises(RuntimeError, match="Frame timeout"):
+            camera.poll_frame(timeout_ms=500)
+    finally:
+        camera.finish()
+
+
+def test_a_stall_with_a_duration_resumes_by_itself(camera):
+    sim.inject_fault("stall", after_frames=5, duration=0.5)
+    _small_live(camera)
+    try:
+        numbers = [
+            sim.frame_number(camera.poll_frame(timeout_ms=3000)[0]["pixel_data"]) for _ in range(15)
+        ]
+    finally:
+        camera.finish()
+    assert numbers == list(range(1, 16))  # paused, then contiguous
+
+
+def test_clearing_faults_ends_a_stall(camera):
+    sim.inject_fault("stall", after_frames=3)
+    _small_live(camera)
+    try:
+        assert _collect(camera, 3) == [1, 2, 3]
+        with pytest.raises(RuntimeError, match="Frame timeout"):
+            camera.poll_frame(timeout_ms=300)
+        sim.clear_faults()
+        assert _collect(camera, 2) == [4, 5]
+    finally:
+        camera.finish()
+
+
+def test_readout_failure_after_n_frames(camera):
+    sim.inject_fault("readout_failure", after_frames=5)
+    _small_live(camera)
+    try:
+        assert _collect(camera, 5) == [1, 2, 3, 4, 5]
+        with pytest.raises(RuntimeError, match="Frame readout failed"):
+            camera.poll_frame(timeout_ms=POLL_MS)
+        assert camera.check_frame_status() == "READOUT_FAILED"
+    finally:
+        camera.finish()
+    # the next acquisition fails again (the fault applies until cleared)...
+    _small_live(camera)
+    try:
+        _collect(camera, 5)
+        with pytest.raises(RuntimeError, match="Frame readout failed"):
+            camera.poll_frame(timeout_ms=POLL_MS)
+    finally:
+        camera.finish()
+
+
+def test_a_fault_limited_to_one_acquisition_fires_once(camera):
+    sim.inject_fault("readout_failure", after_frames=2, times=1)
+    _small_live(camera)
+    try:
+        _collect(camera, 2)
+        with pytest.raises(RuntimeError, match="Frame readout failed"):
+            camera.poll_frame(timeout_ms=POLL_MS)
+    finally:
+        camera.finish()
+    assert sim.active_fault_count() == 0
+    _small_live(camera)
+    try:
+        assert _collect(camera, 4) == [1, 2, 3, 4]
+    finally:
+        camera.finish()
+
+
+def test_disconnect_fails_every_call_until_reopened(camera):
+    sim.inject_fault("disconnect", after_frames=4, times=1)
+    _small_live(camera)
+    assert _collect(camera, 4) == [1, 2, 3, 4]
+    with pytest.raises(RuntimeError, match="disconnected"):
+        camera.poll_frame(timeout_ms=POLL_MS)
+    with pytest.raises(RuntimeError, match="disconnected"):
+        camera.get_param(sim_param_temp())
+    with pytest.raises(RuntimeError, match="disconnected"):
+        camera.finish()
+    camera.close()
+    camera.open()
+    assert camera.get_frame(exp_time=1, timeout_ms=POLL_MS).shape == (2048, 2048)
+
+
+def sim_param_temp() -> int:
+    from pyvcam import constants
+
+    return constants.PARAM_TEMP
+
+
+def test_drop_leaves_gaps_in_the_frame_numbers(camera):
+    sim.inject_fault("drop", every=5)
+    generated_before = sim.frames_generated(0)
+    _small_live(camera)
+    try:
+        numbers = _collect(camera, 12)
+        dropped = sim.frames_dropped(0)
+    finally:
+        camera.finish()
+    assert numbers == [1, 2, 3, 4, 6, 7, 8, 9, 11, 12, 13, 14]
+    assert dropped >= 2
+    assert sim.frames_generated(0) - generated_before >= 14
+
+
+def test_fault_arguments_are_checked():
+    with pytest.raises(ValueError, match="not one of"):
+        sim.inject_fault("explode")
+    with pytest.raises(ValueError, match="after_frames"):
+        sim.inject_fault("stall", after_frames=-1)
+    with pytest.raises(ValueError, match="every=N"):
+        sim.inject_fault("drop")
+    with pytest.raises(ValueError, match="duration"):
+        sim.inject_fault("stall", duration=0)
+    with pytest.raises(ValueError, match="only applies"):
+        sim.inject_fault("stall", every=3)
+
+
+def test_fault_spec_from_the_environment_is_parsed():
+    assert sim.parse_fault_spec("stall:after=85; drop:every=10,duration=2.5") == [
+        {"kind": "stall", "after_frames": 85},
+        {"kind": "drop", "every": 10, "duration": 2.5},
+    ]
+    with pytest.raises(sim.SimulatorError, match="after=N"):
+        sim.parse_fault_spec("stall:afterwards=3")
+
+
+def test_environment_faults_apply_to_a_whole_script(tmp_path):
+    """OPHYD_PVCAM_SIM=1 and OPHYD_PVCAM_SIM_FAULTS make a plain pyvcam script stall."""
+    script = tmp_path / "script.py"
+    script.write_text(
+        "import ophyd_pvcam\n"
+        "from pyvcam import pvc\n"
+        "from pyvcam.camera import Camera\n"
+        "pvc.init_pvcam()\n"
+        "cam = next(Camera.detect_camera()); cam.open(); cam.set_roi(0, 0, 64, 64)\n"
+        "cam.start_live(exp_time=1)\n"
+        "got = 0\n"
+        "try:\n"
+        "    while True:\n"
+        "        cam.poll_frame(timeout_ms=500); got += 1\n"
+        "except RuntimeError as error:\n"
+        "    print(got, error)\n"
+        "cam.finish(); cam.close(); pvc.uninit_pvcam()\n"
+    )
+    env = dict(os.environ, OPHYD_PVCAM_SIM="1", OPHYD_PVCAM_SIM_FAULTS="stall:after=7")
+    result = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("7 Frame timeout")
