@@ -241,6 +241,30 @@ def test_frame_period_is_max_of_exposure_and_readout(
     assert period_ms == pytest.approx(expected_period_ms, abs=0.1)
 
 
+def test_frame_metadata_carries_the_camera_frame_number_and_clock(camera):
+    """With metadata on (off by default, as on the real camera), pyvcam hands
+    over the frame header: FrameNr and BOF/EOF times in ps since the start."""
+    assert camera.metadata_enabled is False
+    camera.metadata_enabled = True
+    camera.set_roi(8, 16, 256, 128)
+    camera.start_live(exp_time=5)
+    try:
+        frames = [camera.poll_frame(timeout_ms=POLL_MS)[0] for _ in range(4)]
+    finally:
+        camera.finish()
+    headers = [f["meta_data"]["frame_header"] for f in frames]
+    assert [h["frameNr"] for h in headers] == [1, 2, 3, 4]
+    assert [sim.frame_number(f["pixel_data"]) for f in frames] == [1, 2, 3, 4]
+    assert frames[0]["pixel_data"].shape == (128, 256)
+    assert frames[0]["meta_data"]["roi_headers"][0]["roi"]["s1"] == 8
+    bofs = [h["timestampBofPs"] for h in headers]
+    assert set(np.diff(bofs)) == {5_000_000_000}  # exposure-limited: 5 ms apart
+    readout_ps = 128 * 10_390_000
+    assert headers[0]["timestampEofPs"] - bofs[0] == 5_000_000_000 + readout_ps
+    assert headers[0]["exposureTimePs"] == 5_000_000_000
+    assert headers[0]["bitDepth"] == 16
+
+
 def test_pvcam_errors_reach_python_as_runtime_errors(camera):
     with pytest.raises(PvcamError, match="is not a circular mode"):
         Sdk().setup_cont(camera.handle, Region.of(0, 0, 64, 64), 1, 0)

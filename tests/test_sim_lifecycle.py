@@ -153,9 +153,9 @@ def test_bad_port_speed_gain_indices_are_refused(camera):
 
 
 def test_unavailable_parameters_say_so(camera):
-    assert camera.check_param(const.PARAM_METADATA_ENABLED) is False
+    assert camera.check_param(const.PARAM_PP_INDEX) is False
     with pytest.raises(AttributeError, match="not available"):
-        camera.get_param(const.PARAM_METADATA_ENABLED)
+        camera.get_param(const.PARAM_PP_INDEX)
 
 
 def test_starting_twice_is_refused(camera):

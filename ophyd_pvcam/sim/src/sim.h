@@ -227,6 +227,9 @@ typedef struct {
     uint64_t period_ns;
     sim_pixels pixels;
 
+    int metadata_enabled; /* PARAM_METADATA_ENABLED: frames carry PVCAM headers */
+    uns32 pixel_offset;   /* bytes of metadata before the pixels in each frame */
+
     frame_callback on_bof, on_eof;
     void *bof_context, *eof_context;
 
@@ -273,6 +276,11 @@ const sim_gain *sim_current_gain(const sim_camera *cam);
 /* acquisition (sim_acquisition.c) */
 void sim_acquisition_stop(sim_camera *cam); /* called with cam->lock held */
 uint64_t sim_readout_ns(const sim_camera *cam, const rgn_type *roi);
+
+/* frame metadata (sim_metadata.c) */
+#define METADATA_BYTES 80u /* one frame header and one ROI header */
+void sim_metadata_write(const sim_camera *cam, uns8 *frame, int32 nr, uint64_t bof_ns,
+                        uint64_t eof_ns);
 
 /* pixels (sim_pixels.c) */
 int sim_pixels_prepare(sim_pixels *px, const rgn_type *roi, int16 bit_depth, uint64_t seed);

@@ -272,9 +272,13 @@ static void finish_frame(sim_camera *cam)
                      : cam->frames_delivered ? (cam->latest_slot + 1) % cam->slot_count
                                              : 0;
         FRAME_INFO fi = frame_info(cam, f.nr, f.bof_ns, f.eof_due_ns);
-        uint16_t *dest = (uint16_t *)(cam->buffer + (size_t)slot * cam->frame_bytes);
+        uns8 *dest = cam->buffer + (size_t)slot * cam->frame_bytes;
         pthread_mutex_unlock(&cam->lock);
-        sim_pixels_render(&cam->pixels, f.nr, dest); /* outside the lock: 8 MiB */
+        /* Outside the lock (8 MiB).  Headers first: a reader that checks the
+         * header after copying the pixels can tell it was overwritten. */
+        if (cam->pixel_offset)
+            sim_metadata_write(cam, dest, f.nr, f.bof_ns, f.eof_due_ns);
+        sim_pixels_render(&cam->pixels, f.nr, (uint16_t *)(dest + cam->pixel_offset));
         pthread_mutex_lock(&cam->lock);
         if (cam->stop_requested)
             return;
@@ -417,8 +421,9 @@ static rs_bool setup(int16 hcam, int is_sequence, uns16 exp_total, uns16 rgn_tot
                            * (cam->exp_res == EXP_RES_ONE_MICROSEC ? 1000ull : 1000000ull);
         cam->readout_ns = sim_readout_ns(cam, r);
         cam->period_ns = cam->exposure_ns > cam->readout_ns ? cam->exposure_ns : cam->readout_ns;
-        cam->frame_bytes = (uns32)((r->s2 - r->s1 + 1) / r->sbin)
-                           * (uns32)((r->p2 - r->p1 + 1) / r->pbin) * 2u;
+        cam->pixel_offset = cam->metadata_enabled ? METADATA_BYTES : 0;
+        cam->frame_bytes = cam->pixel_offset + (uns32)((r->s2 - r->s1 + 1) / r->sbin)
+                                                   * (uns32)((r->p2 - r->p1 + 1) / r->pbin) * 2u;
         cam->setup_done = 1;
         *exp_bytes = is_sequence ? cam->frame_bytes * exp_total : cam->frame_bytes;
     }

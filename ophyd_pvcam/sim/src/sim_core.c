@@ -369,44 +369,6 @@ rs_bool pl_pp_reset(int16 hcam)
     return PV_OK;
 }
 
-/* Metadata is reported unavailable, so frames never need decoding, but pvc
- * allocates a metadata frame per camera and frees it on close. */
-typedef struct {
-    void *header;
-    void *ext_md_data;
-    uns16 ext_md_data_size;
-    rgn_type implied_roi;
-    void *roi_array;
-    uns16 roi_capacity;
-    uns16 roi_count;
-} md_frame;
-
-rs_bool pl_md_create_frame_struct_cont(md_frame **frame, uns16 roi_count)
-{
-    if (!frame)
-        return sim_fail(ERR_INVALID_ARGUMENT, "pl_md_create_frame_struct_cont: null pointer");
-    md_frame *md = calloc(1, sizeof *md);
-    if (!md)
-        return sim_fail(ERR_INVALID_ARGUMENT, "Out of memory");
-    md->roi_capacity = roi_count;
-    *frame = md;
-    return PV_OK;
-}
-
-rs_bool pl_md_release_frame_struct(md_frame *frame)
-{
-    free(frame);
-    return PV_OK;
-}
-
-rs_bool pl_md_frame_decode(md_frame *frame, void *data, uns32 size)
-{
-    (void)frame;
-    (void)data;
-    (void)size;
-    return sim_fail(ERR_NOT_AVAILABLE, "Frame metadata is not enabled on this camera");
-}
-
 rs_bool pl_create_frame_info_struct(FRAME_INFO **info)
 {
     if (!info)

@@ -55,6 +55,7 @@
 #define P_BINNING_SER PID(3, TYPE_ENUM, 165)
 #define P_BINNING_PAR PID(3, TYPE_ENUM, 166)
 #define P_ROI_COUNT PID(3, TYPE_UNS16, 169)
+#define P_METADATA_ENABLED PID(3, TYPE_BOOLEAN, 168)
 
 #define PORT0_NAME "Sensitivity"
 #define PORT1_NAME "Speed"
@@ -124,6 +125,7 @@ void sim_params_reset(sim_camera *cam)
     cam->temp_setpoint = -2000;
     cam->trigger_mode = EXT_TRIG_INTERNAL;
     cam->expose_out_mode = 0;
+    cam->metadata_enabled = 0;
     cam->setup_done = 0;
 }
 
@@ -258,6 +260,7 @@ static void describe(const sim_camera *cam, uns32 id, param_desc *d)
     case P_BINNING_SER: case P_BINNING_PAR:
         enumeration(d, ACC_READ_ONLY, ENUM_LIST(BINNINGS), 1, 1); break;
     case P_ROI_COUNT: numeric(d, ACC_READ_WRITE, 1, 1, 1, 1); break;
+    case P_METADATA_ENABLED: numeric(d, ACC_READ_WRITE, cam->metadata_enabled, 0, 1, 0); break;
     default: d->available = 0; break;
     }
 }
@@ -378,6 +381,7 @@ static rs_bool apply(sim_camera *cam, uns32 id, long long v)
         break;
     }
     case P_ROI_COUNT: break;
+    case P_METADATA_ENABLED: cam->metadata_enabled = (int)v; break;
     default:
         return sim_fail(ERR_READ_ONLY, "Parameter 0x%08X cannot be set", id);
     }
