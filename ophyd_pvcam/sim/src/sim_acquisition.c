@@ -256,6 +256,11 @@ static void begin_frame(sim_camera *cam, uint64_t due, uint64_t now)
         unlocked_callback(cam, cam->on_bof, cam->bof_context, frame_info(cam, nr, bof, 0));
 }
 
+static int sequence_done(const sim_camera *cam)
+{
+    return cam->frames_delivered + cam->frames_dropped >= cam->exp_total;
+}
+
 static void finish_frame(sim_camera *cam)
 {
     sim_inflight f = cam->inflight[0];
@@ -289,13 +294,15 @@ static void finish_frame(sim_camera *cam)
             cam->buffer_fills++;
         if (cam->held < cam->slot_count)
             cam->held++; /* in CIRC_OVERWRITE the oldest was just overwritten */
-        cam->status = FRAME_AVAILABLE;
+        /* a sequence reports READOUT_COMPLETE only once every frame is in */
+        cam->status = !cam->is_sequence ? FRAME_AVAILABLE
+                      : sequence_done(cam) ? READOUT_COMPLETE
+                                           : READOUT_IN_PROGRESS;
         if (cam->on_eof)
             unlocked_callback(cam, cam->on_eof, cam->eof_context, fi);
     }
-    if (cam->is_sequence && cam->frames_delivered + cam->frames_dropped < cam->exp_total
-        && cam->status == FRAME_AVAILABLE)
-        cam->status = EXPOSURE_IN_PROGRESS;
+    if (cam->is_sequence && sequence_done(cam) && cam->status != READOUT_FAILED)
+        cam->status = READOUT_COMPLETE;
 }
 
 static void timed_wait(sim_camera *cam, uint64_t deadline)
