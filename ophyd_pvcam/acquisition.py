@@ -4,21 +4,34 @@ pyvcam deadlocks when one thread polls for frames while another finishes the
 acquisition (pvc takes the GIL back while holding its camera mutex; abort
 takes the mutex while holding the GIL).  So an :class:`Acquisition` makes
 every pyvcam call from start to finish on its own thread; other threads only
-ask it to stop.  It polls with a short timeout, checks each frame's camera
-frame number (from PVCAM metadata) for gaps and duplicates, copies the frame
-out of the circular buffer, verifies it was not overwritten while copying,
-and hands it to a sink (the HDF5 writer).  Memory stays flat: one reusable
-frame copy and compact per-frame counters.
+ask it for frames or to stop.
+
+It polls with a short timeout, reads each frame's camera frame number (from
+PVCAM metadata) to find gaps and duplicates, copies the frame out of the
+circular buffer, checks the frame was not overwritten while being copied, and
+hands it to a sink (the HDF5 writer).  Memory stays flat: one reusable frame
+copy and a few counters.
+
+Three ways to run:
+
+- ``FREE``: the camera times itself (or follows hardware triggers); every
+  frame goes to the sink.  Fly scans.
+- ``SOFTWARE``: the camera waits for software triggers; :meth:`request` asks
+  for a batch of frames, and this thread triggers them one by one, so every
+  frame is exposed after the request.  Step scans.
+- ``SEQUENCE``: a fixed number of frames; the fallback for step scans on a
+  camera without software triggering.
 """
 
 from __future__ import annotations
 
 import ctypes
+import enum
 import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -34,9 +47,15 @@ _HEADER_BYTES_BEFORE_PIXELS = 80
 _FRAME_NUMBER_OFFSET = 5
 
 
+class Mode(enum.Enum):
+    FREE = "free"
+    SOFTWARE = "software"
+    SEQUENCE = "sequence"
+
+
 @dataclass(frozen=True)
 class Frame:
-    """A frame, copied out of the camera buffer (valid until the sink returns)."""
+    """A frame copied out of the camera buffer (valid until the sink returns)."""
 
     pixels: np.ndarray
     number: int  # the camera's frame number, from 1
@@ -45,14 +64,30 @@ class Frame:
     time: float  # wall-clock time of the end of the frame
 
 
-class Acquisition:
-    """Acquire ``frames`` frames (0: until :meth:`stop`) in sequence or live mode.
+@dataclass
+class Batch:
+    """Frames asked for by one trigger(): ``rows`` counts frames and lost frames."""
 
-    Callbacks run on the acquisition thread: ``sink(frame)`` for every good
-    frame, ``on_lost(numbers)`` for frame numbers known to be lost,
-    ``on_progress(acquisition)`` a few times a second and at the end,
-    ``on_started(acquisition)`` once the camera runs and ``on_done(acquisition)``
-    once it is stopped (``error`` says how it ended).
+    size: int
+    on_done: Callable[[Batch], None]
+    rows: int = 0
+    lost: list[int] = field(default_factory=list)
+    error: BaseException | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def complete(self) -> bool:
+        return self.rows >= self.size
+
+
+class Acquisition:
+    """Runs one acquisition on its own thread.
+
+    Callbacks run on that thread: ``sink(frame)`` for every frame kept,
+    ``on_lost(numbers)`` for frame numbers known to be lost, ``on_frame()``
+    for every frame that arrives (the stall monitor's heartbeat),
+    ``on_progress(acquisition)`` a few times a second, ``on_started`` once the
+    camera runs and ``on_done`` once it has stopped (``error`` says how).
     """
 
     def __init__(
@@ -60,40 +95,49 @@ class Acquisition:
         camera,
         *,
         name: str,
-        frames: int,
-        live: bool,
+        mode: Mode,
         exposure: int,
-        buffer_frames: int,
+        frames: int = 0,
+        buffer_frames: int = 16,
         sink: Callable[[Frame], None],
         on_lost: Callable[[list[int]], None] | None = None,
+        on_frame: Callable[[], None] | None = None,
         on_progress: Callable[[Acquisition], None] | None = None,
         on_started: Callable[[Acquisition], None] | None = None,
         on_done: Callable[[Acquisition], None] | None = None,
-        on_frame: Callable[[], None] | None = None,
         metadata: bool = True,
+        software_first: bool = False,
+        batched: bool = False,
     ):
-        if frames < 0 or (frames == 0 and not live):
+        if mode is Mode.SEQUENCE and frames < 1:
             raise ValueError(f"frames={frames}: a sequence needs at least one frame")
         self._camera = camera
         self.name = name
-        self.frames = frames
-        self.live = live
-        self.exposure = exposure
+        self.mode = mode
+        self.exposure = exposure  # in microseconds
+        self.frames = frames  # camera frame numbers 1..frames; 0: until stopped
         self.buffer_frames = buffer_frames
         self._sink = sink
         self._on_lost = on_lost
+        self._on_frame = on_frame
         self._on_progress = on_progress
         self._on_started = on_started
         self._on_done = on_done
-        self._on_frame = on_frame
         self._metadata = metadata
+        self._software_first = software_first
+        # step scans: only frames asked for by request() are kept
+        self._batched = batched or mode is Mode.SOFTWARE
         self._stop = threading.Event()
-        self._drain = False
+        self._wake = threading.Event()
+        self._drain = True
+        self._batch: Batch | None = None
+        self._batch_lock = threading.Lock()
         self.started = threading.Event()
         self.done = threading.Event()
         self.error: BaseException | None = None
         self.received = 0
         self.duplicates = 0
+        self.unrequested = 0  # frames that came while no trigger() waited for them
         self.queue_losses = 0  # frames pvc's queue dropped because we fell behind
         self.lost: list[int] = []
         self.last_number = 0
@@ -106,6 +150,8 @@ class Acquisition:
         self._clock_offset: float | None = None
         self._last_count = 0
         self._last_progress = 0.0
+        self._triggered_at = 0.0  # monotonic time of the last software trigger
+        self._awaiting = False  # a software trigger was sent and its frame is due
         self._thread = threading.Thread(target=self._run, name=f"{name}-acquisition", daemon=True)
 
     # ---- control, from any thread -------------------------------------------
@@ -113,10 +159,21 @@ class Acquisition:
     def start(self) -> None:
         self._thread.start()
 
+    def request(self, size: int, on_done: Callable[[Batch], None]) -> Batch:
+        """Ask for the next ``size`` frames (batched acquisitions: step scans)."""
+        batch = Batch(size, on_done)
+        with self._batch_lock:
+            if self._batch is not None and not self._batch.done.is_set():
+                raise RuntimeError(f"{self.name}: the previous trigger has not finished")
+            self._batch = batch
+        self._wake.set()
+        return batch
+
     def stop(self, drain: bool = True) -> None:
         """Stop acquiring; with ``drain`` the frames already queued are kept."""
         self._drain = drain
         self._stop.set()
+        self._wake.set()
 
     def fail(self, error: BaseException) -> None:
         """Stop now and end with ``error`` (unless it already ended otherwise)."""
@@ -133,8 +190,7 @@ class Acquisition:
 
     @property
     def expected_period_s(self) -> float:
-        readout = self.readout_time_s or 0.0
-        return max(self.exposure * 1e-6, readout)
+        return max(self.exposure * 1e-6, self.readout_time_s or 0.0)
 
     # ---- the thread -------------------------------------------------------------
 
@@ -142,13 +198,14 @@ class Acquisition:
         try:
             self._start_camera()
         except Exception as error:
-            self.error = self.error or CameraAcquisitionError(
-                f"{self.name}: the camera refused to start: {error}"
-            )
+            if self.error is None:
+                self.error = CameraAcquisitionError(
+                    f"{self.name}: the camera refused to start: {error}"
+                )
             self._end()
             return
         try:
-            self._poll_until_done()
+            self._loop()
         except Exception as error:
             if self.error is None:
                 self.error = error
@@ -158,74 +215,105 @@ class Acquisition:
 
     def _start_camera(self) -> None:
         cam = self._camera
-        if self.live:
-            cam.start_live(exp_time=self.exposure, buffer_frame_count=self.buffer_frames)
-        else:
+        if self.mode is Mode.SEQUENCE:
             cam.start_seq(exp_time=self.exposure, num_frames=self.frames)
+        else:
+            cam.start_live(exp_time=self.exposure, buffer_frame_count=self.buffer_frames)
         self.camera_status = "started"
         try:
             self.readout_time_s = float(cam.readout_time) * 1e-6
         except (AttributeError, RuntimeError):
             self.readout_time_s = None
+        if self._software_first:
+            self._software_trigger()
         self.started.set()
         if self._on_started:
             self._on_started(self)
 
-    def _poll_until_done(self) -> None:
-        cam = self._camera
-        timeout_ms = int(POLL_INTERVAL_S * 1000)
+    def _loop(self) -> None:
         while not self._stop.is_set():
             if self.frames and self.last_number >= self.frames:
                 return
-            try:
-                frame, _fps, count = cam.poll_frame(
-                    timeout_ms=timeout_ms, oldestFrame=True, copyData=False
-                )
-            except RuntimeError as error:
-                if str(error).startswith("Frame timeout"):
-                    self.camera_status = cam.check_frame_status()
-                    if not self.live and self.camera_status == "READOUT_COMPLETE":
-                        self._drain_queue()  # nothing more will come
-                        self._account_missing_tail()
-                        return
-                    continue
-                raise self._camera_error(error) from error
-            self._accept(frame, count)
+            if self.mode is Mode.SOFTWARE and not self._trigger_if_needed():
+                # nothing asked for: sleep until a request or a stop
+                self._wake.wait(POLL_INTERVAL_S)
+                self._wake.clear()
+                continue
+            if not self._poll_once(int(POLL_INTERVAL_S * 1000)):
+                self.camera_status = self._camera.check_frame_status()
+                if self.mode is Mode.SEQUENCE and self.camera_status == "READOUT_COMPLETE":
+                    self._drain_queue()  # nothing more will come
+                    self._account_missing_tail()
+                    return
         if self._drain and self.error is None:
             self._drain_queue()
 
+    def _poll_once(self, timeout_ms: int) -> bool:
+        """Take one frame if one comes within the timeout; False if none came."""
+        try:
+            frame, _fps, count = self._camera.poll_frame(
+                timeout_ms=timeout_ms, oldestFrame=True, copyData=False
+            )
+        except RuntimeError as error:
+            if str(error).startswith("Frame timeout"):
+                return False
+            raise self._camera_error(error) from error
+        self._accept(frame, count)
+        return True
+
     def _drain_queue(self) -> None:
         """Take the frames pvc has already queued (at most one buffer's worth)."""
-        for _ in range(max(self.buffer_frames, self.frames or 0) + 1):
+        limit = self.frames if self.mode is Mode.SEQUENCE else self.buffer_frames
+        for _ in range(limit + 1):
             try:
-                frame, _fps, count = self._camera.poll_frame(
-                    timeout_ms=0, oldestFrame=True, copyData=False
-                )
-            except RuntimeError:
+                if not self._poll_once(0):
+                    return
+            except CameraAcquisitionError:
                 return
-            self._accept(frame, count)
+
+    def _trigger_if_needed(self) -> bool:
+        """SOFTWARE mode: trigger the next frame of the pending batch.  Returns
+        False when no batch is pending (nothing to poll for)."""
+        batch = self._batch
+        if batch is None or batch.done.is_set():
+            return False
+        due = max(0.5, 3 * self.expected_period_s)
+        if self._awaiting and time.monotonic() - self._triggered_at < due:
+            return True
+        # no frame yet for the last trigger (a lost frame, or a trigger the
+        # camera ignored while busy): trigger again; gaps show as lost frames
+        self._software_trigger()
+        return True
+
+    def _software_trigger(self) -> None:
+        try:
+            self._camera.sw_trigger()
+        except ValueError:
+            log.debug("%s: software trigger ignored (camera busy); retrying", self.name)
+        self._triggered_at = time.monotonic()
+        self._awaiting = True
 
     def _account_missing_tail(self) -> None:
         if self.frames and self.last_number < self.frames:
-            missing = list(range(self.last_number + 1, self.frames + 1))
-            self._record_lost(missing)
+            self._record_lost(list(range(self.last_number + 1, self.frames + 1)))
             self.last_number = self.frames
 
     def _camera_error(self, error: RuntimeError) -> CameraAcquisitionError:
         text = str(error)
+        where = f"after frame {self.last_number} ({self.received} frames received)"
         if "disconnected" in text.lower():
             self.camera_lost = True
             return CameraAcquisitionError(
-                f"{self.name}: the camera disconnected after frame {self.last_number} "
-                f"({self.received} frames received). PVCAM says: {text}"
+                f"{self.name}: the camera disconnected {where}; frames up to then are saved. "
+                f"Check its cable and power; it is reopened on the next acquisition. "
+                f"PVCAM says: {text}"
             )
         if "readout failed" in text.lower():
             return CameraAcquisitionError(
-                f"{self.name}: the camera reported a readout failure after frame "
-                f"{self.last_number} ({self.received} frames received). Frames up to then "
-                "are saved; check the camera's connection and power, then retry."
+                f"{self.name}: the camera reported a readout failure {where}; frames up to "
+                "then are saved. Check the camera's connection and power, then retry."
             )
-        return CameraAcquisitionError(f"{self.name}: acquisition failed: {text}")
+        return CameraAcquisitionError(f"{self.name}: acquisition failed {where}: {text}")
 
     def _accept(self, frame: dict, count: int) -> None:
         view = frame["pixel_data"]
@@ -234,24 +322,30 @@ class Acquisition:
         if count > self._last_count + 1:
             self.queue_losses += count - self._last_count - 1
         self._last_count = count
+        self._awaiting = False
+        if self._on_frame:
+            self._on_frame()
         if self.frames and number > self.frames:
             self._stop.set()  # the camera ran past the target: not ours
             return
         if self._copy is None:
             self._copy = np.empty(view.shape, view.dtype)
-            self._check_overwrite = bool(header) and self._header_readable(view, number, frame)
+            self._check_overwrite = bool(header) and self._header_in_place(view, number, frame)
         np.copyto(self._copy, view)
         if self._check_overwrite and self._number_in_buffer(view) != number:
             # the camera overwrote this slot while we copied it: the copy is torn
             log.warning("%s: frame %d was overwritten in the buffer while read", self.name, number)
-            self._record_lost([number])
-            self.last_number = max(self.last_number, number)
+            self._gap_to(number + 1)
             return
         if number <= self.last_number:
-            self.duplicates += 1  # a slot we read late already held a newer frame
+            self.duplicates += 1  # a slot read late already held a newer frame
             return
-        if number > self.last_number + 1:
-            self._record_lost(list(range(self.last_number + 1, number)))
+        batch = self._batch
+        if self._batched and (batch is None or batch.done.is_set()):
+            self.unrequested += 1
+            self.last_number = number
+            return
+        self._gap_to(number)
         self.last_number = number
         bof = header["timestampBofPs"] * 1e-12 if header else float("nan")
         eof = header["timestampEofPs"] * 1e-12 if header else float("nan")
@@ -262,26 +356,58 @@ class Acquisition:
         self._sink(Frame(self._copy, number, bof, eof, wall))
         self.received += 1
         self.last_frame_time = now
-        if self._on_frame:
-            self._on_frame()
+        self._count_rows(1)
         if self._on_progress and time.monotonic() - self._last_progress >= PROGRESS_INTERVAL_S:
             self._last_progress = time.monotonic()
             self._on_progress(self)
 
+    def _gap_to(self, number: int) -> None:
+        """Frames between the last one and ``number`` never came: record them lost."""
+        if number > self.last_number + 1:
+            self._record_lost(list(range(self.last_number + 1, number)))
+        self.last_number = max(self.last_number, number - 1)
+
     def _record_lost(self, numbers: list[int]) -> None:
+        batch = self._batch
+        if batch is not None and not batch.done.is_set():
+            numbers = numbers[: batch.size - batch.rows]  # a batch never overflows
+            batch.lost.extend(numbers)
+        if not numbers:
+            return
         self.lost.extend(numbers)
         log.warning(
-            "%s: %d frame(s) lost (numbers %d..%d)", self.name, len(numbers), numbers[0], numbers[-1]
+            "%s: %d frame(s) lost (numbers %d..%d)",
+            self.name,
+            len(numbers),
+            numbers[0],
+            numbers[-1],
         )
         if self._on_lost:
             self._on_lost(numbers)
+        self._count_rows(len(numbers))
+
+    def _count_rows(self, rows: int) -> None:
+        batch = self._batch
+        if batch is None or batch.done.is_set():
+            return
+        batch.rows += rows
+        if batch.complete:
+            self._finish_batch(batch)
+
+    def _finish_batch(self, batch: Batch, error: BaseException | None = None) -> None:
+        batch.error = error
+        batch.done.set()
+        try:
+            batch.on_done(batch)
+        except Exception:
+            log.exception("%s: trigger completion failed", self.name)
 
     @staticmethod
     def _number_in_buffer(view: np.ndarray) -> int:
         address = view.ctypes.data - _HEADER_BYTES_BEFORE_PIXELS + _FRAME_NUMBER_OFFSET
         return ctypes.c_uint32.from_address(address).value
 
-    def _header_readable(self, view: np.ndarray, number: int, frame: dict) -> bool:
+    def _header_in_place(self, view: np.ndarray, number: int, frame: dict) -> bool:
         """The overwrite check reads the frame header in place; make sure it is where
         we think (no extended metadata, one ROI) before relying on it."""
         meta = frame["meta_data"]
@@ -298,21 +424,23 @@ class Acquisition:
             self.camera_status = "stopped"
         except RuntimeError as error:
             self.camera_status = f"stop failed: {error}"
-            if "disconnected" in str(error).lower():
-                self.camera_lost = True
             log.warning("%s: stopping the camera failed: %s", self.name, error)
+            converted = self._camera_error(error)
             if self.error is None:
-                self.error = self._camera_error(error)
+                self.error = converted
 
     def _end(self) -> None:
+        batch = self._batch
+        if batch is not None and not batch.done.is_set():
+            self._finish_batch(
+                batch,
+                self.error
+                or CameraAcquisitionError(f"{self.name}: the acquisition stopped mid-trigger"),
+            )
+        for callback in (self._on_progress, self._on_done):
+            if callback:
+                try:
+                    callback(self)
+                except Exception:
+                    log.exception("%s: acquisition callback failed", self.name)
         self.done.set()
-        if self._on_progress:
-            try:
-                self._on_progress(self)
-            except Exception:
-                log.exception("progress callback failed")
-        if self._on_done:
-            try:
-                self._on_done(self)
-            except Exception:
-                log.exception("done callback failed")

@@ -243,11 +243,13 @@ def _learn(camera, constants, simulated: bool) -> Capabilities:
     # exposures are handled in microseconds when the camera offers them
     if "One Microsecond" in resolutions:
         camera.exp_res = resolutions["One Microsecond"]
-        max_exposure_s = _param(camera, constants, constants.PARAM_EXPOSURE_TIME, 0,
-                                constants.ATTR_MAX) * 1e-6
+        max_exposure_s = (
+            _param(camera, constants, constants.PARAM_EXPOSURE_TIME, 0, constants.ATTR_MAX) * 1e-6
+        )
     else:
-        max_exposure_s = _param(camera, constants, constants.PARAM_EXPOSURE_TIME, 0,
-                                constants.ATTR_MAX) * 1e-3
+        max_exposure_s = (
+            _param(camera, constants, constants.PARAM_EXPOSURE_TIME, 0, constants.ATTR_MAX) * 1e-3
+        )
     low = _param(camera, constants, constants.PARAM_TEMP_SETPOINT, 0, constants.ATTR_MIN)
     high = _param(camera, constants, constants.PARAM_TEMP_SETPOINT, 0, constants.ATTR_MAX)
     binnings = tuple(sorted({b[0] for b in (camera.binnings or [(1, 1)]) if b[0] == b[1]}))

@@ -61,8 +61,8 @@ class FrameWriter:
         self._frames = 0
         self._lost: list[int] = []
         self._pending: dict[str, list] = {
-            name: [] for name in ("frame_number", "timestamp_bof", "timestamp_eof",
-                                  "lost_frame_numbers")
+            name: []
+            for name in ("frame_number", "timestamp_bof", "timestamp_eof", "lost_frame_numbers")
         }
         self._last_flush = 0.0
         self._asset_docs: list[tuple[str, dict]] = []
@@ -192,10 +192,14 @@ class FrameWriter:
         with self._lock:
             if self._points == 0:
                 self._asset_docs.append(("resource", self._resource))
-            datum = self._compose_datum(datum_kwargs={"point_number": self._points})
+            datum = self._compose_datum(datum_kwargs={"point_number": self._points}, validate=False)
             self._points += 1
             self._asset_docs.append(("datum", datum))
             return datum["datum_id"]
+
+    def datum_id(self, point: int) -> str:
+        """The id of the datum :meth:`add_point` made (or will make) for ``point``."""
+        return f"{self._resource['uid']}/{point}"
 
     def collect_asset_docs(self) -> Iterator[tuple[str, dict]]:
         """Yield (and forget) the Resource and Datum documents not yet handed over."""

@@ -1,0 +1,77 @@
+"""Turning what is known at the moment frames stopped into a message a scientist can act on."""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class StallSnapshot:
+    camera: str  # device name
+    camera_id: str  # "pvcamSim_0 (Prime BSI, serial ...)"
+    activity: str  # "fly scan" or "trigger (step scan point)"
+    silent_for_s: float
+    timeout_s: float
+    received: int
+    expected: int | None  # None: until stopped
+    last_number: int
+    last_frame_time: float | None  # wall clock
+    expected_period_s: float
+    camera_status: str
+    settings: str  # one line: exposure, ROI, binning, readout, trigger mode
+    buffer_frames: int
+    lost: int
+    data_file: str | None
+    frames_in_file: int
+    hardware_triggered: bool
+
+
+def describe_stall(s: StallSnapshot) -> str:
+    expected = f"of {s.expected}" if s.expected else "(running until stopped)"
+    if s.last_frame_time is None:
+        last = "no frame arrived at all"
+    else:
+        when = datetime.datetime.fromtimestamp(s.last_frame_time).strftime("%H:%M:%S.%f")[:-3]
+        last = f"last frame number {s.last_number} at {when}"
+    lines = [
+        f"{s.camera}: frames stopped during a {s.activity}: no frame for {s.silent_for_s:.2f} s "
+        f"(stall timeout {s.timeout_s:.2f} s); {s.received} frames received {expected}, {last}, "
+        f"expected one every {s.expected_period_s * 1e3:.1f} ms.",
+        f"Camera {s.camera_id} reported status {s.camera_status}"
+        + (
+            " - it still claims to be acquiring while delivering nothing."
+            if s.camera_status in {"EXPOSURE_IN_PROGRESS", "READOUT_IN_PROGRESS", "FRAME_AVAILABLE"}
+            else "."
+        ),
+        f"Settings: {s.settings}; circular buffer {s.buffer_frames} frames; "
+        f"{s.lost} frames lost before the stall.",
+    ]
+    if s.data_file:
+        lines.append(
+            f"Data: {s.frames_in_file} frames up to the stall are saved in {s.data_file} "
+            "and referenced by the run; the file is closed and readable."
+        )
+    hints = ["The camera has been stopped; the next acquisition starts it afresh."]
+    if s.hardware_triggered:
+        hints.insert(
+            0,
+            "The camera waits for external triggers: check the trigger source and "
+            "cabling, or raise stall_timeout above the trigger interval.",
+        )
+    elif s.buffer_frames and s.last_number and s.last_number % s.buffer_frames == 0:
+        hints.insert(
+            0,
+            f"Frames stopped at a multiple of the buffer size ({s.buffer_frames}): "
+            "suspect buffer slots that are never released (CIRC_NO_OVERWRITE "
+            "without pl_exp_unlock_oldest_frame).",
+        )
+    else:
+        hints.insert(
+            0,
+            "Check the camera's cable, power and temperature; run "
+            "'ophyd-pvcam probe' to see whether the stall follows the buffer size, "
+            "exposure or readout settings.",
+        )
+    lines.append(" ".join(hints))
+    return "\n".join(lines)

@@ -1,0 +1,227 @@
+"""Checking camera settings against what the camera offers.
+
+Every check names the value and what is allowed, so a scientist can fix the
+call without reading code; they run when a setting is set and again, as a
+whole, before an acquisition starts (before any file is created).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .camera import Capabilities
+
+MAX_SEQUENCE_FRAMES = 65535  # PVCAM counts sequence exposures in 16 bits
+MAX_BUFFER_BYTES = 2**32 - 1  # PVCAM's circular buffer is addressed with 32 bits
+
+
+@dataclass
+class Settings:
+    """A complete set of acquisition settings, in engineering units."""
+
+    exposure_time: float  # s
+    roi: tuple[int, int, int, int]  # x, y, width, height in unbinned pixels
+    binning: int
+    readout_port: str
+    speed_index: int
+    gain_index: int
+    clear_mode: str
+    trigger_mode: str
+    expose_out_mode: str
+    frames_per_point: int
+    num_frames: int
+    buffer_frames: int  # 0: chosen from the frame size
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        """(rows, columns) of a binned frame."""
+        _, _, width, height = self.roi
+        return height // self.binning, width // self.binning
+
+    @property
+    def exposure_us(self) -> int:
+        return round(self.exposure_time * 1e6)
+
+
+def _choice(name: str, value, options: Mapping[str, int]) -> str:
+    """Accept an option by name or by its PVCAM value; return the name."""
+    if isinstance(value, str) and value in options:
+        return value
+    for option, code in options.items():
+        if not isinstance(value, (str, bool)) and value == code:
+            return option
+    allowed = ", ".join(f"{n!r} ({v})" for n, v in options.items())
+    raise ValueError(f"{name}={value!r} is not offered by this camera; choose one of {allowed}")
+
+
+def _integer(name: str, value, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        raise ValueError(f"{name}={value!r} must be an integer")
+    value = int(value)
+    if value < low or (high is not None and value > high):
+        bounds = f"{low}..{high}" if high is not None else f">= {low}"
+        raise ValueError(f"{name}={value} is outside the allowed range {bounds}")
+    return value
+
+
+class SettingsChecker:
+    """Validates settings for one camera's :class:`Capabilities`."""
+
+    def __init__(self, capabilities: Capabilities):
+        self.caps = capabilities
+
+    # one setting at a time, given the others -----------------------------------
+
+    def exposure_time(self, value) -> float:
+        high = self.caps.max_exposure_s
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or value <= 0
+            or value > high
+        ):
+            raise ValueError(
+                f"exposure_time={value!r} s is outside the allowed range: more than 0 and "
+                f"at most {high:g} s"
+            )
+        if round(value * 1e6) < 1:
+            raise ValueError(f"exposure_time={value!r} s is shorter than 1 us, the resolution")
+        return float(value)
+
+    def roi(self, value, binning: int) -> tuple[int, int, int, int]:
+        width_max, height_max = self.caps.sensor_width, self.caps.sensor_height
+        try:
+            x, y, width, height = (int(v) for v in value)
+            if any(int(v) != v for v in value):
+                raise ValueError
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"roi={value!r} must be four integers (x, y, width, height) in unbinned pixels"
+            ) from None
+        if x < 0 or y < 0 or width < 1 or height < 1:
+            raise ValueError(f"roi={value!r}: x and y must be >= 0, width and height >= 1")
+        if x + width > width_max or y + height > height_max:
+            raise ValueError(
+                f"roi={value!r} extends beyond the {width_max} x {height_max} sensor: "
+                f"x + width must be <= {width_max} and y + height <= {height_max}"
+            )
+        if width % binning or height % binning:
+            raise ValueError(
+                f"roi={value!r} is not aligned to the binning {binning}: width and height "
+                f"must be multiples of {binning}"
+            )
+        return x, y, width, height
+
+    def binning(self, value, roi: tuple[int, int, int, int]) -> int:
+        allowed = self.caps.binnings
+        if isinstance(value, (tuple, list)) and len(value) == 2 and value[0] == value[1]:
+            value = value[0]
+        if isinstance(value, bool) or value not in allowed:
+            raise ValueError(
+                f"binning={value!r} is not offered by this camera; choose one of "
+                f"{list(allowed)} (the same in x and y)"
+            )
+        _, _, width, height = roi
+        if width % value or height % value:
+            raise ValueError(
+                f"binning={value} does not divide the ROI {width} x {height}; set a roi whose "
+                f"width and height are multiples of {value} first"
+            )
+        return int(value)
+
+    def readout_port(self, value) -> str:
+        ports = {port.name: port.value for port in self.caps.ports}
+        return _choice("readout_port", value, ports)
+
+    def speed_index(self, value, port: str) -> int:
+        speeds = self.caps.port(port).speeds
+        index = _integer("speed_index", value, 0)
+        if index >= len(speeds):
+            table = ", ".join(f"{s.index} ({s.name})" for s in speeds)
+            raise ValueError(
+                f"speed_index={index} is not offered on readout port {port!r}; allowed: {table}"
+            )
+        return index
+
+    def gain_index(self, value, port: str, speed: int) -> int:
+        gains = self.caps.port(port).speeds[speed].gains
+        index = _integer("gain_index", value, 0)
+        if index not in [g.index for g in gains]:
+            table = ", ".join(f"{g.index} ({g.name}, {g.bit_depth}-bit)" for g in gains)
+            raise ValueError(
+                f"gain_index={index} is not offered on port {port!r} at speed {speed}; "
+                f"allowed: {table}"
+            )
+        return index
+
+    def clear_mode(self, value) -> str:
+        return _choice("clear_mode", value, self.caps.clear_modes)
+
+    def trigger_mode(self, value) -> str:
+        return _choice("trigger_mode", value, self.caps.trigger_modes)
+
+    def expose_out_mode(self, value) -> str:
+        return _choice("expose_out_mode", value, self.caps.expose_out_modes)
+
+    def fan_speed(self, value) -> str:
+        return _choice("fan_speed", value, self.caps.fan_speeds)
+
+    def temperature_setpoint(self, value) -> float:
+        low, high = self.caps.temperature_setpoint_range
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not low <= value <= high
+        ):
+            raise ValueError(
+                f"temperature_setpoint={value!r} degC is outside the allowed range "
+                f"{low:g}..{high:g} degC"
+            )
+        return float(value)
+
+    def frames_per_point(self, value) -> int:
+        return _integer("frames_per_point", value, 1, MAX_SEQUENCE_FRAMES)
+
+    def num_frames(self, value) -> int:
+        return _integer("num_frames", value, 0)
+
+    def buffer_frames(self, value, frame_bytes: int) -> int:
+        most = max(2, MAX_BUFFER_BYTES // frame_bytes)
+        value = _integer("buffer_frames", value, 0, most)
+        if value == 1:
+            raise ValueError("buffer_frames=1 is too small: use 0 (automatic) or at least 2")
+        return value
+
+    def stall_timeout(self, value) -> float:
+        if value is None:
+            return 0.0
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ValueError(
+                f"stall_timeout={value!r} s must be a number of seconds > 0, or 0 for automatic"
+            )
+        return float(value)
+
+    # everything together --------------------------------------------------------
+
+    def check_all(self, s: Settings) -> None:
+        """Check a complete set of settings (they may have been set in any order)."""
+        self.exposure_time(s.exposure_time)
+        self.binning(s.binning, s.roi)
+        self.roi(s.roi, s.binning)
+        self.readout_port(s.readout_port)
+        self.speed_index(s.speed_index, s.readout_port)
+        self.gain_index(s.gain_index, s.readout_port, s.speed_index)
+        self.clear_mode(s.clear_mode)
+        self.trigger_mode(s.trigger_mode)
+        self.expose_out_mode(s.expose_out_mode)
+        self.frames_per_point(s.frames_per_point)
+        self.num_frames(s.num_frames)
+        rows, columns = s.image_shape
+        self.buffer_frames(s.buffer_frames, rows * columns * 2)
+
+    def bit_depth(self, s: Settings) -> int:
+        speed = self.caps.port(s.readout_port).speeds[s.speed_index]
+        return next(g.bit_depth for g in speed.gains if g.index == s.gain_index)
