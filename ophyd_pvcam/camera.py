@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 _pvcam_lock = threading.Lock()
 _pvcam_users = 0
+_pvcam_ours = False  # whether we initialised PVCAM (and so should uninitialise it)
 _open_cameras: dict[str, str] = {}  # camera name -> owner description
 
 
@@ -130,14 +131,16 @@ def import_pyvcam(use_simulator: bool | None) -> tuple[Any, Any, Any]:
 
 def _acquire_pvcam(pvc) -> None:
     """Initialise PVCAM once per process, shared by every open camera."""
-    global _pvcam_users
+    global _pvcam_users, _pvcam_ours
     with _pvcam_lock:
         if _pvcam_users == 0:
             try:
                 pvc.init_pvcam()
+                _pvcam_ours = True
             except RuntimeError as error:
                 if "already initialized" not in str(error).lower():
                     raise
+                _pvcam_ours = False  # someone else's: leave it initialised
                 log.info("PVCAM was already initialised in this process")
         _pvcam_users += 1
 
@@ -146,7 +149,7 @@ def _release_pvcam(pvc) -> None:
     global _pvcam_users
     with _pvcam_lock:
         _pvcam_users -= 1
-        if _pvcam_users == 0:
+        if _pvcam_users == 0 and _pvcam_ours:
             try:
                 pvc.uninit_pvcam()
             except RuntimeError:

@@ -249,7 +249,7 @@ class _GuardedRun:
                         pending = [s for s in self._statuses[group] if not s.done]
                         self._statuses[group] = [*pending, response]
                 except FailedStatus as failed:
-                    error = self._undelivered_stall() or failed
+                    error = self._undelivered_stall() or _camera_cause(failed)
                     continue
                 except Exception as exc:
                     error = exc
@@ -285,6 +285,15 @@ class _GuardedRun:
 
 
 _STATUS_COMMANDS = frozenset({"set", "trigger", "kickoff", "complete"})
+
+
+def _camera_cause(failed: FailedStatus) -> BaseException:
+    """A status the camera failed carries its own error: raise that, not FailedStatus,
+    so the plan (and the run's stop document) names what happened."""
+    cause = failed.__cause__
+    if isinstance(cause, (FrameStallError, CameraAcquisitionError)):
+        return cause
+    return failed
 
 
 def _resolve(future: asyncio.Future) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import re
 
 import pytest
 
@@ -41,3 +43,69 @@ def camera(pvcam_initialized):
         with contextlib.suppress(RuntimeError):
             cam.finish()
         cam.close()
+
+
+# ---- the device, the RunEngine and the catalog -----------------------------------
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+    """A private data root for the session: frames and catalog never touch the
+    user's folders.  One catalog serves every test (initialising one costs seconds)."""
+    root = tmp_path_factory.mktemp("data")
+    previous = os.environ.get("OPHYD_PVCAM_DATA")
+    os.environ["OPHYD_PVCAM_DATA"] = str(root)
+    yield root
+    if previous is None:
+        os.environ.pop("OPHYD_PVCAM_DATA", None)
+    else:
+        os.environ["OPHYD_PVCAM_DATA"] = previous
+
+
+@pytest.fixture
+def cam(data_dir, request):
+    """The simulated camera as a device, writing into a folder of its own per test."""
+    from ophyd_pvcam import PrimeBSI
+
+    folder = re.sub(r"[^A-Za-z0-9_.-]", "_", request.node.name)
+    device = PrimeBSI("cam", sim=True, write_path=data_dir / "frames" / folder)
+    yield device
+    device.close()
+
+
+@pytest.fixture(scope="session")
+def catalog(data_dir):
+    from ophyd_pvcam import open_catalog
+
+    return open_catalog(data_dir / "catalog")
+
+
+class Recorder:
+    """Every document the RunEngine emitted, in order."""
+
+    def __init__(self):
+        self.docs = []
+
+    def __call__(self, name, doc):
+        self.docs.append((name, doc))
+
+    def of(self, name):
+        return [doc for n, doc in self.docs if n == name]
+
+
+@pytest.fixture
+def RE(catalog):
+    """A RunEngine as the profile sets it up: catalog writer and stall guard."""
+    from bluesky import RunEngine
+    from bluesky_tiled_plugins import TiledWriter
+
+    from ophyd_pvcam import StallGuard
+
+    engine = RunEngine({}, call_returns_result=False)
+    engine.subscribe(TiledWriter(catalog))
+    engine.recorder = Recorder()
+    engine.subscribe(engine.recorder)
+    engine.preprocessors.append(StallGuard())
+    yield engine
+    if engine.state != "idle":
+        engine.abort()
