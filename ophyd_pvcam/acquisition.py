@@ -326,6 +326,7 @@ class Acquisition:
         if self._on_frame:
             self._on_frame()
         if self.frames and number > self.frames:
+            self._gap_to(self.frames + 1)  # the target's last frames never came
             self._stop.set()  # the camera ran past the target: not ours
             return
         if self._copy is None:
@@ -347,6 +348,9 @@ class Acquisition:
             return
         self._gap_to(number)
         self.last_number = number
+        if self._batched and batch.done.is_set():
+            self.unrequested += 1  # the lost frames before it completed the batch
+            return
         bof = header["timestampBofPs"] * 1e-12 if header else float("nan")
         eof = header["timestampEofPs"] * 1e-12 if header else float("nan")
         now = time.time()

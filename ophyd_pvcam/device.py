@@ -603,6 +603,7 @@ class PrimeBSI(Device):
         writer = self._staged_writer
         if writer is not None:
             yield from writer.collect_asset_docs()
+        self._stop_if_abandoned()
         fly = self._fly
         if fly is not None:
             written = len(fly.numbers)
@@ -745,14 +746,10 @@ class PrimeBSI(Device):
         }
 
     def collect(self):
+        self._stop_if_abandoned()
         fly, acquisition = self._fly, self._fly_acquisition
         if fly is None:
             return
-        if acquisition is not None and not acquisition.done.is_set() and not fly.complete_requested:
-            # collect() without complete() is the RunEngine cleaning up after a failed
-            # or aborted plan: stop the camera and hand over what was written
-            acquisition.stop(drain=False)
-            acquisition.wait(STOP_TIMEOUT_S)
         key = f"{self.name}_image"
         written = min(len(fly.numbers), fly.datums_emitted)
         for row in range(fly.events_emitted, written):
@@ -774,6 +771,16 @@ class PrimeBSI(Device):
         fly.events_emitted = written
         if acquisition is None or acquisition.done.is_set():
             self._fly = None  # everything handed over
+
+    def _stop_if_abandoned(self) -> None:
+        """Collecting a fly scan that was never completed is the RunEngine cleaning up
+        after a failed or aborted plan: stop the camera, then hand over what was written."""
+        fly, acquisition = self._fly, self._fly_acquisition
+        if fly is None or acquisition is None or fly.complete_requested:
+            return
+        if not acquisition.done.is_set():
+            acquisition.stop(drain=False)
+            acquisition.wait(STOP_TIMEOUT_S)
 
     def _collect_leftovers(self) -> None:
         """A fly scan whose run ended without collecting is dropped from memory (its file is

@@ -50,7 +50,7 @@ def describe_stall(s: StallSnapshot) -> str:
     if s.data_file:
         lines.append(
             f"Data: {s.frames_in_file} frames up to the stall are saved in {s.data_file} "
-            "and referenced by the run; the file is closed and readable."
+            "(closed, readable, as the camera stops) and referenced by the run."
         )
     hints = ["The camera has been stopped; the next acquisition starts it afresh."]
     if s.hardware_triggered:

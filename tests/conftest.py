@@ -90,7 +90,16 @@ class Recorder:
         self.docs.append((name, doc))
 
     def of(self, name):
-        return [doc for n, doc in self.docs if n == name]
+        """Documents of one kind; "event" includes the events of event pages."""
+        from event_model import unpack_event_page
+
+        found = []
+        for n, doc in self.docs:
+            if n == name:
+                found.append(doc)
+            elif name == "event" and n == "event_page":
+                found.extend(unpack_event_page(doc))
+        return found
 
 
 @pytest.fixture

@@ -1,0 +1,267 @@
+"""The Prime BSI as a flyer: every frame becomes an event, and nothing is lost silently."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+import bluesky.plan_stubs as bps
+import bluesky.plans as bp
+import numpy as np
+import pytest
+from bluesky.utils import RunEngineInterrupted
+from helpers import file_frames, frame_files, read_run_in_new_process
+
+import ophyd_pvcam.sim as sim
+from ophyd_pvcam import CameraAcquisitionError
+
+
+def fast_small(cam, frames, width=256, height=128):
+    cam.roi.set((0, 0, width, height)).wait(5)
+    cam.exposure_time.set(0.002).wait(5)
+    cam.num_frames.set(frames).wait(5)
+
+
+@pytest.mark.realtime
+def test_fly_500_frames_replays_in_a_new_process(cam, RE, data_dir, tmp_path):
+    fast_small(cam, 500)
+    (uid,) = RE(bp.fly([cam]))
+    events = RE.recorder.of("event")
+    assert len(events) == 500
+    assert [e["data"]["cam_frame_number"] for e in events] == list(range(1, 501))
+    assert all(e["data"]["cam_lost_before"] == 0 for e in events)
+    assert all(e["filled"] == {"cam_image": False} for e in events)
+    times = [e["time"] for e in events]
+    assert times == sorted(times)  # camera clock mapped to wall time
+    images, info = read_run_in_new_process(data_dir / "catalog", uid, "cam", "cam_image", tmp_path)
+    assert images.shape == (500, 1, 128, 256)
+    assert [sim.frame_number(frame) for frame in images[:, 0]] == list(range(1, 501))
+    (path,) = frame_files(cam.write_path)
+    on_disk, records = file_frames(path)
+    assert np.array_equal(images[:, 0], on_disk)
+    assert list(records["frame_number"]) == list(range(1, 501))
+    assert len(records["lost_frame_numbers"]) == 0
+    assert info["stop"]["exit_status"] == "success"
+    assert cam.frames_acquired.get() == 500
+
+
+def test_complete_reports_progress_to_watchers(cam, RE):
+    fast_small(cam, 200)
+    updates = []
+
+    def plan():
+        yield from bps.open_run()
+        yield from bps.kickoff(cam, wait=True)
+        status = yield from bps.complete(cam, wait=False)
+        status.watch(lambda **kw: updates.append(kw))
+        yield from bps.wait()
+        yield from bps.collect(cam)
+        yield from bps.close_run()
+
+    RE(plan())
+    currents = [u["current"] for u in updates if "current" in u]
+    assert currents == sorted(currents)
+    assert currents[-1] == 200
+    assert {u["target"] for u in updates if "target" in u} == {200}
+    assert updates[-1]["fraction"] == 0.0
+    assert len(currents) >= 3  # a bar moves, not just jumps to the end
+
+
+def test_trigger_with_many_frames_reports_progress(cam, RE):
+    cam.roi.set((0, 0, 256, 128)).wait(5)
+    cam.exposure_time.set(0.005).wait(5)
+    cam.frames_per_point.set(60).wait(5)
+    updates = []
+
+    def plan():
+        yield from bps.open_run()
+        yield from bps.stage(cam)
+        status = yield from bps.trigger(cam, group="point")
+        status.watch(lambda **kw: updates.append(kw))
+        yield from bps.wait(group="point")
+        yield from bps.create()
+        yield from bps.read(cam)
+        yield from bps.save()
+        yield from bps.unstage(cam)
+        yield from bps.close_run()
+
+    RE(plan())
+    currents = [u["current"] for u in updates if "current" in u]
+    assert currents[-1] == 60 and len(set(currents)) >= 3
+
+
+def test_an_unbounded_fly_runs_until_complete(cam, RE, catalog):
+    fast_small(cam, 0)
+
+    def plan():
+        yield from bps.open_run()
+        yield from bps.kickoff(cam, wait=True)
+        yield from bps.sleep(0.5)
+        yield from bps.complete(cam, wait=True)
+        yield from bps.collect(cam)
+        yield from bps.close_run()
+
+    (uid,) = RE(plan())
+    numbers = catalog[uid]["cam"]["cam_frame_number"].read()
+    assert len(numbers) > 20
+    assert list(numbers) == list(range(1, len(numbers) + 1))
+
+
+def test_dropped_frames_are_counted_and_recorded(cam, RE, catalog):
+    fast_small(cam, 60)
+    sim.inject_fault("drop", every=10)
+    (uid,) = RE(bp.fly([cam]))
+    events = RE.recorder.of("event")
+    numbers = [e["data"]["cam_frame_number"] for e in events]
+    assert numbers == [n for n in range(1, 61) if n % 10]
+    lost_before = {e["data"]["cam_frame_number"]: e["data"]["cam_lost_before"] for e in events}
+    assert [n for n, lost in lost_before.items() if lost] == [11, 21, 31, 41, 51]
+    assert cam.dropped_frames.get() == 6  # frame 60 too: the camera's last was lost
+    (path,) = frame_files(cam.write_path)
+    _, records = file_frames(path)
+    assert list(records["lost_frame_numbers"]) == [10, 20, 30, 40, 50, 60]
+    assert list(catalog[uid]["cam"]["cam_lost_before"].read()).count(1) == 5
+
+
+def test_dropped_frames_inside_a_step_point_keep_points_aligned(cam, RE, catalog):
+    cam.roi.set((0, 0, 128, 64)).wait(5)
+    cam.exposure_time.set(0.002).wait(5)
+    cam.frames_per_point.set(4).wait(5)
+    sim.inject_fault("drop", every=6)
+    (uid,) = RE(bp.count([cam], num=3))
+    images = catalog[uid]["primary"]["cam_image"].read()
+    assert images.shape == (3, 4, 64, 128)
+    stamped = [[sim.frame_number(f) for f in point] for point in images]
+    # frames 6 and 12 never came: zero placeholders hold their rows
+    assert stamped == [[1, 2, 3, 4], [5, 0, 7, 8], [9, 10, 11, 0]]
+    events = RE.recorder.of("event")
+    assert [e["data"]["cam_dropped_frames"] for e in events] == [0, 1, 2]
+
+
+def test_readout_failure_mid_fly_fails_with_its_own_error(cam, RE, catalog):
+    fast_small(cam, 300)
+    sim.inject_fault("readout_failure", after_frames=40, times=1)
+    with pytest.raises(CameraAcquisitionError, match="readout failure after frame 40"):
+        RE(bp.fly([cam]))
+    stop = RE.recorder.of("stop")[-1]
+    assert stop["exit_status"] == "fail" and "readout failure" in stop["reason"]
+    assert cam.stalled.get() is False
+    (path,) = frame_files(cam.write_path)
+    on_disk, _ = file_frames(path)
+    assert on_disk.shape[0] == 40
+    uid = RE.recorder.of("start")[-1]["uid"]
+    assert len(catalog[uid]["cam"]["cam_frame_number"].read()) == 40
+    fast_small(cam, 20)
+    (uid,) = RE(bp.fly([cam]))
+    assert len(catalog[uid]["cam"]["cam_frame_number"].read()) == 20
+
+
+def test_disconnect_mid_fly_fails_clearly_and_the_camera_comes_back(cam, RE, catalog):
+    fast_small(cam, 300)
+    sim.inject_fault("disconnect", after_frames=25, times=1)
+    with pytest.raises(CameraAcquisitionError, match="disconnected after frame 25"):
+        RE(bp.fly([cam]))
+    assert "disconnected" in RE.recorder.of("stop")[-1]["reason"]
+    (path,) = frame_files(cam.write_path)
+    assert file_frames(path)[0].shape[0] == 25
+    fast_small(cam, 10)
+    (uid,) = RE(bp.fly([cam]))  # reopened behind the scenes
+    assert list(catalog[uid]["cam"]["cam_frame_number"].read()) == list(range(1, 11))
+
+
+def test_abort_mid_fly_leaves_a_readable_file_and_a_stopped_camera(cam, RE):
+    fast_small(cam, 0)
+
+    def plan():
+        yield from bps.open_run()
+        yield from bps.kickoff(cam, wait=True)
+        yield from bps.sleep(0.3)
+        yield from bps.checkpoint()
+        yield from bps.pause()
+        yield from bps.complete(cam, wait=True)
+        yield from bps.collect(cam)
+        yield from bps.close_run()
+
+    with pytest.raises(RunEngineInterrupted):
+        RE(plan())
+    RE.abort("changed my mind")
+    assert not cam.acquiring
+    assert RE.recorder.of("stop")[-1]["exit_status"] == "abort"
+    (path,) = frame_files(cam.write_path)
+    on_disk, records = file_frames(path)
+    assert on_disk.shape[0] == len(records["frame_number"]) > 0
+    # everything written is in the run too (the RunEngine collected it on the way out)
+    assert len(RE.recorder.of("event")) == on_disk.shape[0]
+    fast_small(cam, 5)
+    RE(bp.fly([cam]))
+
+
+def test_ctrl_c_mid_fly_then_abort_is_clean(cam, RE):
+    fast_small(cam, 0)
+
+    def plan():
+        yield from bps.open_run()
+        yield from bps.kickoff(cam, wait=True)
+        yield from bps.checkpoint()
+        yield from bps.sleep(20)
+        yield from bps.complete(cam, wait=True)
+        yield from bps.collect(cam)
+        yield from bps.close_run()
+
+    # Ctrl-C twice: the RunEngine pauses at once (it must run in the main thread)
+    timers = [threading.Timer(delay, os.kill, (os.getpid(), signal.SIGINT)) for delay in (0.5, 0.8)]
+    for timer in timers:
+        timer.start()
+    try:
+        with pytest.raises(RunEngineInterrupted):
+            RE(plan())
+    finally:
+        for timer in timers:
+            timer.cancel()
+    assert RE.state == "paused"
+    RE.abort()
+    assert not cam.acquiring
+    (path,) = frame_files(cam.write_path)
+    assert file_frames(path)[0].shape[0] > 0
+    fast_small(cam, 5)
+    RE(bp.fly([cam]))
+
+
+def test_kickoff_while_staged_or_flying_is_refused(cam):
+    fast_small(cam, 0)
+    cam.kickoff().wait(10)
+    try:
+        with pytest.raises(RuntimeError, match="busy"):
+            cam.kickoff()
+        with pytest.raises(RuntimeError, match="cannot change while the camera is acquiring"):
+            cam.exposure_time.set(0.1)
+    finally:
+        cam.complete().wait(10)
+        list(cam.collect_asset_docs())
+        list(cam.collect())
+
+
+@pytest.mark.realtime
+def test_a_long_fly_at_the_fast_full_sensor_setting_keeps_memory_flat(cam, RE):
+    """2000 frames read out over the full sensor at the 11-bit speed (~94 fps),
+    4x4 binned to keep the test's disk use small; resident memory must not
+    grow with the number of frames."""
+    cam.readout_port.set("Speed").wait(5)
+    cam.binning.set(4).wait(5)
+    cam.exposure_time.set(0.001).wait(5)
+    cam.num_frames.set(200).wait(5)
+    RE(bp.fly([cam]))  # warm up: buffers allocated, caches filled
+    before = _resident_mib()
+    cam.num_frames.set(2000).wait(5)
+    RE(bp.fly([cam]))
+    after = _resident_mib()
+    assert [e["data"]["cam_frame_number"] for e in RE.recorder.of("event")[-2000:]] == list(
+        range(1, 2001)
+    )
+    assert after - before < 40, f"resident memory grew {after - before:.0f} MiB"
+
+
+def _resident_mib() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
