@@ -69,6 +69,7 @@ def _open_embedded(folder: Path, readable: list[Path]) -> Any:
         readable_storage=sorted({str(p.expanduser().resolve()) for p in readable}),
         init_if_not_exists=not database.exists(),  # initialising costs ~2.5 s
     )
+    logging.getLogger("tiled.server.app").setLevel(logging.WARNING)  # no version banner
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*httpx.*starlette.testclient.*")
         client = from_context(Context.from_app(build_app(adapter)))

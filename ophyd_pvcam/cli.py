@@ -1,67 +1,469 @@
-"""The ``ophyd-pvcam`` command."""
+"""The ``ophyd-pvcam`` command: demo, info, runs, show, probe.
+
+Exit codes scripts can rely on: 0 success; 1 an acquisition failed (stall,
+readout failure, disconnect); 2 bad arguments or settings; 3 no usable camera
+(no PVCAM, or the camera is in use); 4 catalog or run not found.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 log = logging.getLogger("ophyd_pvcam.cli")
 
+EXIT_OK, EXIT_ACQUISITION, EXIT_USAGE, EXIT_CAMERA, EXIT_CATALOG = 0, 1, 2, 3, 4
 
-def _demo(args: argparse.Namespace) -> int:
-    from . import sim
 
-    sim.load()
-    from pyvcam import pvc
-    from pyvcam.camera import Camera
+class CliError(Exception):
+    """An expected failure: printed as one line, no traceback."""
 
-    pvc.init_pvcam()
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.code = code
+
+
+# ---- helpers ---------------------------------------------------------------------
+
+
+def _camera(args, name: str = "cam"):
+    from .session import make_camera
+
+    return make_camera(
+        name,
+        simulated=None if args.camera == "auto" else args.camera == "sim",
+        announce=lambda text: print(text, file=sys.stderr),
+    )
+
+
+def _catalog(args, must_exist: bool = False):
+    from .catalog import is_server_uri, open_catalog
+    from .paths import default_catalog_path
+
+    location = args.catalog or os.environ.get("OPHYD_PVCAM_CATALOG") or default_catalog_path()
+    if must_exist and not is_server_uri(location) and not (Path(location) / "catalog.db").exists():
+        return None, location
+    return open_catalog(location), location
+
+
+def _short(uid: str) -> str:
+    return uid[:8]
+
+
+def _find_run(catalog, uid: str):
     try:
-        camera = next(Camera.detect_camera())
-        camera.open()
-        try:
-            camera.start_live(exp_time=10, buffer_frame_count=16)
-            numbers = []
-            started = time.monotonic()
-            try:
-                for _ in range(args.frames):
-                    frame, _, _ = camera.poll_frame(timeout_ms=2000)
-                    numbers.append(sim.frame_number(frame["pixel_data"]))
-            finally:
-                camera.finish()
-            elapsed = time.monotonic() - started
-            image = frame["pixel_data"]
-            print(f"camera      {camera.name} ({camera.chip_name}, serial {camera.serial_no})")
-            print(f"frames      {len(numbers)} (numbers {numbers[0]}..{numbers[-1]})")
-            print(f"rate        {(len(numbers) - 1) / elapsed:.1f} frames/s")
+        return catalog[uid]
+    except KeyError:
+        pass
+    matches = [key for key in catalog if key.startswith(uid)]
+    if len(matches) == 1:
+        return catalog[matches[0]]
+    if not matches:
+        raise CliError(f"no run {uid!r} in the catalog (try 'ophyd-pvcam runs')", EXIT_CATALOG)
+    raise CliError(f"{uid!r} matches {len(matches)} runs; give more of the uid", EXIT_CATALOG)
+
+
+def _image_stream(run):
+    """(stream name, image key) of the first stream holding camera images."""
+    for stream in run:
+        for key in run[stream]:
+            if key.endswith("_image"):
+                return stream, key
+    raise CliError("this run holds no camera images", EXIT_CATALOG)
+
+
+# ---- demo --------------------------------------------------------------------------
+
+
+def _demo(args) -> int:
+    import bluesky.plans as bp
+    import numpy as np
+
+    from . import sim
+    from .session import make_run_engine
+
+    catalog, location = _catalog(args)
+    cam = _camera(args)
+    try:
+        RE, _ = make_run_engine(catalog)
+        cam.roi.set((896, 704, 512, 512)).wait(10)  # around the beam spot
+        cam.exposure_time.set(args.exposure).wait(10)
+        print(
+            f"camera   {cam.camera_name.get()} ({cam.model.get()}"
+            f"{', simulated' if cam.simulated.get() else ''}), serial {cam.serial_number.get()}"
+        )
+        print(f"catalog  {location}\nframes   {cam.write_path}")
+        (count_uid,) = RE(bp.count([cam], num=args.points))
+        cam.num_frames.set(args.frames).wait(10)
+        started = time.monotonic()
+        (fly_uid,) = RE(bp.fly([cam]))
+        rate = args.frames / (time.monotonic() - started)
+        print("\nreplayed from the catalog:")
+        for uid, stream in ((count_uid, "primary"), (fly_uid, "cam")):
+            run = catalog[uid]
+            images = run[stream]["cam_image"].read()
+            frames = images.reshape(-1, *images.shape[-2:])
+            if cam.simulated.get():
+                numbers = [sim.frame_number(f) for f in frames]
+                intact = numbers == list(range(1, len(frames) + 1))
+                check = (
+                    "frame numbers 1.." + str(len(frames)) + (" intact" if intact else " BROKEN")
+                )
+            else:
+                check = "frames read back"
+            plan = run.metadata["start"]["plan_name"]
             print(
-                f"last frame  {image.shape[1]}x{image.shape[0]} {image.dtype}, "
-                f"mean {image.mean():.0f}, max {image.max()}"
+                f"  {plan:6s} {_short(uid)}  {len(frames):4d} frames "
+                f"{frames.shape[2]}x{frames.shape[1]} {frames.dtype}  "
+                f"mean {float(np.mean(frames)):7.1f}  {check}  "
+                f"exit {run.metadata['stop']['exit_status']}"
             )
-        finally:
-            camera.close()
+        print(f"\nfly scan rate {rate:.1f} frames/s, dropped frames {cam.dropped_frames.get()}")
+        print(f"next: ophyd-pvcam runs  |  ophyd-pvcam show {_short(fly_uid)} --png frame.png")
     finally:
-        pvc.uninit_pvcam()
-    return 0
+        cam.close()
+    return EXIT_OK
+
+
+# ---- info ---------------------------------------------------------------------------
+
+
+def _info(args) -> int:
+    from .plans import format_table
+
+    cam = _camera(args)
+    try:
+        caps = cam.capabilities
+        print(
+            f"camera       {caps.name}: {caps.model}{' (simulated)' if caps.simulated else ''}, "
+            f"serial {caps.serial_number}, firmware {caps.firmware_version}"
+        )
+        print(
+            f"sensor       {caps.sensor_width} x {caps.sensor_height} pixels of "
+            f"{caps.pixel_size_um:g} um, chip {caps.chip_name}"
+        )
+        print(
+            f"temperature  {cam.temperature.get():.2f} degC "
+            f"(setpoint {cam.temperature_setpoint.get():g} degC)"
+        )
+        print(f"trigger      {', '.join(caps.trigger_modes)}")
+        print(f"binning      {', '.join(f'{b}x{b}' for b in caps.binnings)}\n")
+        rows = []
+        for port in caps.ports:
+            for speed in port.speeds:
+                readout = _full_frame_readout(cam, port.name, speed.index)
+                for gain in speed.gains:
+                    rows.append(
+                        {
+                            "port": port.name,
+                            "speed": f"{speed.index} ({speed.name})",
+                            "pixel time": f"{speed.pixel_time_ns} ns",
+                            "gain": f"{gain.index} ({gain.name})",
+                            "bit depth": gain.bit_depth,
+                            "full-frame readout": f"{readout * 1e3:.2f} ms",
+                            "max full-frame rate": f"{1 / readout:.1f} fps",
+                        }
+                    )
+        print(format_table(rows))
+    finally:
+        cam.close()
+    return EXIT_OK
+
+
+def _full_frame_readout(cam, port: str, speed: int) -> float:
+    """Readout time of a full frame at this port and speed, as the camera reports it."""
+    cam.readout_port.set(port).wait(10)
+    cam.speed_index.set(speed).wait(10)
+    cam.exposure_time.set(0.001).wait(10)
+    cam.num_frames.set(1).wait(10)
+    cam.kickoff().wait(30)
+    cam.complete().wait(30)
+    list(cam.collect_asset_docs())
+    list(cam.collect())
+    return cam.readout_time.get()
+
+
+# ---- runs / show --------------------------------------------------------------------
+
+
+def _runs(args) -> int:
+    from .plans import format_table
+
+    catalog, location = _catalog(args, must_exist=True)
+    if catalog is None:
+        print(f"no catalog at {location} yet: 'ophyd-pvcam demo' makes one")
+        return EXIT_OK
+    keys = list(catalog.keys())[-args.last :]
+    if not keys:
+        print(f"no runs in {location} yet")
+        return EXIT_OK
+    rows = []
+    for uid in keys:
+        meta = catalog[uid].metadata
+        start, stop = meta.get("start") or {}, meta.get("stop") or {}
+        rows.append(
+            {
+                "uid": _short(uid),
+                "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(start.get("time", 0))),
+                "plan": start.get("plan_name", "?"),
+                "events": sum((stop.get("num_events") or {}).values()),
+                "exit": stop.get("exit_status", "running?"),
+            }
+        )
+    print(format_table(rows))
+    return EXIT_OK
+
+
+def _show(args) -> int:
+    import numpy as np
+
+    catalog, location = _catalog(args, must_exist=True)
+    if catalog is None:
+        raise CliError(f"no catalog at {location}", EXIT_CATALOG)
+    run = _find_run(catalog, args.uid)
+    start, stop = run.metadata["start"], run.metadata.get("stop") or {}
+    print(f"run      {start['uid']}")
+    print(
+        f"plan     {start.get('plan_name')}  started "
+        f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(start['time']))}"
+    )
+    print(
+        f"exit     {stop.get('exit_status', 'still running?')}"
+        + (f": {stop['reason'].splitlines()[0]}" if stop.get("reason") else "")
+    )
+    for stream in run:
+        keys = sorted(k for k in run[stream] if not k.startswith("ts_"))
+        print(f"stream   {stream}: {', '.join(keys)}")
+    stream, key = _image_stream(run)
+    array = run[stream][key]
+    print(f"images   {stream}/{key}: shape {tuple(array.shape)}, {array.dtype}")
+    prefix = key[: -len("image")]
+    lost = None
+    if f"{prefix}lost_before" in run[stream]:
+        lost = int(np.sum(run[stream][f"{prefix}lost_before"].read()))
+    elif f"{prefix}dropped_frames" in run[stream]:
+        dropped = run[stream][f"{prefix}dropped_frames"].read()
+        lost = int(dropped[-1]) if len(dropped) else 0
+    if lost is not None:
+        print(f"lost     {lost} frames")
+    if args.png:
+        frames = array.shape[0] * array.shape[1]
+        if not 0 <= args.frame < frames:
+            raise CliError(f"--frame {args.frame} is outside 0..{frames - 1}", EXIT_USAGE)
+        point, within = divmod(args.frame, array.shape[1])
+        image = array[point, within]
+        path = _save_frame_png(
+            image,
+            Path(args.png),
+            f"{_short(start['uid'])} {start.get('plan_name')}, {key}, frame {args.frame}",
+        )
+        print(f"png      {path}")
+    return EXIT_OK
+
+
+def _save_frame_png(image, path: Path, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6.4, 5.4), constrained_layout=True)
+    shown = axes.imshow(image, cmap="gray", origin="upper", interpolation="nearest")
+    axes.set(title=title, xlabel="x (binned pixel)", ylabel="y (binned pixel)")
+    figure.colorbar(shown, ax=axes, label="intensity (ADU)")
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+# ---- probe --------------------------------------------------------------------------
+
+
+def _probe(args) -> int:
+    from bluesky import RunEngine
+    from bluesky.utils import ProgressBarManager
+
+    from . import probe, sim
+    from .plans import format_table, stall_probe
+    from .stall import StallGuard
+
+    if not args.verbose:  # stalls are what the probe looks for: report them in the table
+        logging.getLogger("ophyd_pvcam").setLevel(logging.CRITICAL)
+    cam = _camera(args)
+    injected = False
+    try:
+        camera_name = cam.camera_name.get()
+        if args.inject_stall is not None:
+            if not cam.simulated.get():
+                raise CliError("--inject-stall needs the simulated camera", EXIT_USAGE)
+            sim.inject_fault("stall", after_frames=args.inject_stall)
+            injected = True
+        RE = RunEngine({}, call_returns_result=True)
+        RE.preprocessors.append(StallGuard())
+        RE.waiting_hook = ProgressBarManager()
+        if args.record:
+            from bluesky_tiled_plugins import TiledWriter
+
+            RE.subscribe(TiledWriter(_catalog(args)[0]))
+        cam.roi.set((0, 0, 256, 128)).wait(10)
+        print("fly scans through ophyd-pvcam (pyvcam, CIRC_OVERWRITE):")
+        result = RE(stall_probe(cam, args.buffers, args.exposures, args.ports, args.frames))
+        device_rows = result.plan_result
+    finally:
+        if injected:
+            sim.clear_faults()  # the SDK matrix below shows the buffer modes on their own
+        cam.close()
+    sdk_rows = []
+    if args.sdk:
+        print("\nPVCAM buffer strategies (ctypes), as in the stall report:")
+        exposure_ms = max(1, round(args.exposures[0] * 1e3))
+        sdk_rows = probe.buffer_mode_matrix(camera_name, args.buffers, args.frames, exposure_ms)
+        print(format_table([vars(r) for r in sdk_rows]))
+    if args.png:
+        print(f"\nplot     {probe.plot(device_rows, sdk_rows, Path(args.png))}")
+    if args.json:
+        document = {"device": device_rows, "sdk": [vars(r) for r in sdk_rows]}
+        Path(args.json).write_text(json.dumps(document, indent=1))
+        print(f"json     {args.json}")
+    return EXIT_OK
+
+
+# ---- the parser and main ------------------------------------------------------------
+
+
+def _numbers(kind: Callable[[str], float | int]) -> Callable[[str], list]:
+    def parse(text: str) -> list:
+        try:
+            values = [kind(part) for part in text.split(",") if part.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list") from None
+        if not values or any(v <= 0 for v in values):
+            raise argparse.ArgumentTypeError(f"{text!r}: give positive values, e.g. 8,16,32")
+        return values
+
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="ophyd-pvcam", description="Acquire with a PVCAM camera (or its simulator)."
+        prog="ophyd-pvcam",
+        description="A PVCAM camera (Prime BSI) for Bluesky: acquire, inspect runs, probe stalls.",
+        epilog="Exit codes: 0 ok, 1 acquisition failed, 2 bad arguments, 3 no usable camera, "
+        "4 catalog or run not found.",
     )
-    commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="acquire a short series on the simulated camera")
-    demo.add_argument("--frames", type=int, default=50, help="frames to acquire (default 50)")
+    parser.add_argument(
+        "--catalog",
+        help="catalog folder or tiled server URI "
+        "(default: $OPHYD_PVCAM_CATALOG or the per-user data folder)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_camera(sub):
+        sub.add_argument(
+            "--camera",
+            choices=("auto", "sim", "real"),
+            default="auto",
+            help="auto: the real camera if PVCAM is installed, else the simulator",
+        )
+        return sub
+
+    demo = with_camera(
+        commands.add_parser(
+            "demo", help="acquire a count and a fly scan into the catalog, replay and summarise"
+        )
+    )
+    demo.add_argument("--frames", type=int, default=300, help="fly scan frames (default 300)")
+    demo.add_argument("--points", type=int, default=5, help="count points (default 5)")
+    demo.add_argument("--exposure", type=float, default=0.01, help="seconds (default 0.01)")
     demo.set_defaults(run=_demo)
+
+    info = with_camera(
+        commands.add_parser(
+            "info", help="the camera's identity and its port/speed/gain table with frame rates"
+        )
+    )
+    info.set_defaults(run=_info)
+
+    runs = commands.add_parser("runs", help="list the runs in the catalog")
+    runs.add_argument("--last", type=int, default=20, help="show the newest N (default 20)")
+    runs.set_defaults(run=_runs)
+
+    show = commands.add_parser("show", help="summarise one run; optionally save a frame as PNG")
+    show.add_argument("uid", help="run uid (a unique prefix is enough)")
+    show.add_argument("--png", help="write this frame to a PNG file")
+    show.add_argument("--frame", type=int, default=0, help="frame index for --png (default 0)")
+    show.set_defaults(run=_show)
+
+    probe = with_camera(
+        commands.add_parser(
+            "probe", help="frames delivered before a stall, over buffer sizes, exposures, ports"
+        )
+    )
+    probe.add_argument(
+        "--buffers",
+        type=_numbers(int),
+        default=[8, 16, 32],
+        help="circular buffer sizes (default 8,16,32)",
+    )
+    probe.add_argument(
+        "--exposures",
+        type=_numbers(float),
+        default=[0.002],
+        help="exposure times in s (default 0.002)",
+    )
+    probe.add_argument(
+        "--ports", type=lambda t: t.split(","), default=None, help="readout ports (default: all)"
+    )
+    probe.add_argument("--frames", type=int, default=150, help="target frames (default 150)")
+    probe.add_argument(
+        "--inject-stall",
+        type=int,
+        metavar="N",
+        help="simulator only: stall every fly scan after N frames",
+    )
+    probe.add_argument(
+        "--no-sdk", dest="sdk", action="store_false", help="skip the PVCAM buffer-strategy matrix"
+    )
+    probe.add_argument("--record", action="store_true", help="record the probe runs in the catalog")
+    probe.add_argument("--png", help="write the plot here")
+    probe.add_argument("--json", help="write the results here")
+    probe.set_defaults(run=_probe)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .camera import CameraInUseError, CameraUnavailableError
+    from .catalog import CatalogError
+    from .stall import CameraAcquisitionError, FrameStallError
+
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    return args.run(args)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return args.run(args)
+    except CliError as error:
+        message, code = str(error), error.code
+    except (CameraUnavailableError, CameraInUseError) as error:
+        message, code = str(error), EXIT_CAMERA
+    except CatalogError as error:
+        message, code = str(error), EXIT_CATALOG
+    except (FrameStallError, CameraAcquisitionError) as error:
+        message, code = str(error), EXIT_ACQUISITION
+    except ValueError as error:
+        message, code = str(error), EXIT_USAGE
+    except KeyboardInterrupt:
+        message, code = "interrupted", EXIT_ACQUISITION
+    print(f"ophyd-pvcam: error: {message}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

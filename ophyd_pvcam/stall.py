@@ -157,19 +157,17 @@ class _GuardedRun:
     def __init__(self, guard: StallGuard):
         self._guard = guard
         self._cameras: weakref.WeakSet = weakref.WeakSet()
-        self._error: FrameStallError | None = None
+        self._pending: FrameStallError | None = None
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = []
         self._lock = threading.Lock()
         self._statuses: dict[Any, list] = defaultdict(list)
-        self._delivered = False
 
     # called from the device's thread
     def stalled(self, device: Any, error: FrameStallError) -> None:
         if device not in self._cameras:
             return
         with self._lock:
-            if self._error is None:
-                self._error = error
+            self._pending = error  # the newest stall, until it is thrown into the plan
             waiters, self._waiters = self._waiters, []
         for loop, future in waiters:
             loop.call_soon_threadsafe(_resolve, future)
@@ -184,15 +182,10 @@ class _GuardedRun:
             loop = asyncio.get_running_loop()
             stall = loop.create_future()
             with self._lock:
-                stalled, delivered = self._error is not None, self._delivered
-                if not stalled:
-                    self._waiters.append((loop, stall))
-            if stalled and not delivered:
-                return  # fail now
+                if self._pending is not None:
+                    return  # fail now
+                self._waiters.append((loop, stall))
             work = asyncio.ensure_future(awaitable_factory())
-            if stalled:  # the plan is already cleaning up: just do its wait
-                await work
-                return
             try:
                 await asyncio.wait({work, stall}, return_when=asyncio.FIRST_COMPLETED)
             finally:
@@ -218,12 +211,10 @@ class _GuardedRun:
         return done
 
     def _undelivered_stall(self) -> FrameStallError | None:
-        """The stall, the first time it is asked for (it is thrown into the plan once)."""
+        """A stall not yet thrown into the plan (each stall is thrown once)."""
         with self._lock:
-            if self._error is None or self._delivered:
-                return None
-            self._delivered = True
-            return self._error
+            error, self._pending = self._pending, None
+            return error
 
     def run(self, plan) -> Generator[Msg, Any, Any]:
         self._guard._register(self)

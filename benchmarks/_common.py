@@ -1,0 +1,358 @@
+"""Pieces every benchmark shares: the simulator, scratch folders, a bare pyvcam
+camera, a plain h5py appender, a resource sampler, tables and the RunEngine.
+
+Everything that would distort a measurement if done differently on each side
+of a comparison lives here, so the baseline and the device use the same code
+for the same thing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import gc
+import os
+import shutil
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import ophyd_pvcam.sim as sim
+
+PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+MiB = 1 << 20
+POLL_TIMEOUT_MS = 1000
+
+
+def load_simulator() -> None:
+    """The simulated SDK must be loaded before anything imports pyvcam."""
+    sim.load()
+
+
+# ---- scratch folders and the page cache -------------------------------------------
+
+
+def scratch_root() -> Path:
+    """Where frames go: ``OPHYD_PVCAM_BENCH_TMP`` or the system temporary folder."""
+    return Path(os.environ.get("OPHYD_PVCAM_BENCH_TMP") or tempfile.gettempdir())
+
+
+@contextlib.contextmanager
+def scratch_dir(label: str) -> Iterator[Path]:
+    """A folder for one measurement's files, deleted (with the files) afterwards:
+    full frames are 8 MiB each and the disk is shared."""
+    path = Path(tempfile.mkdtemp(prefix=f"ophyd-pvcam-bench-{label}-", dir=scratch_root()))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def dirty_bytes() -> int:
+    """Bytes of the page cache waiting to be written to disk (Dirty + Writeback)."""
+    total = 0
+    with open("/proc/meminfo") as meminfo:
+        for line in meminfo:
+            if line.startswith(("Dirty:", "Writeback:")):
+                total += int(line.split()[1]) * 1024
+    return total
+
+
+def settle_writeback(limit: int = 256 * MiB, timeout: float = 10.0) -> float:
+    """Wait until earlier writes have mostly reached the disk, so that one
+    measurement's writeback does not slow the next; returns the seconds waited.
+
+    Stops early once the backlog no longer shrinks: other users of the shared
+    disk may keep it above ``limit`` for reasons of their own.
+    """
+    start = time.monotonic()
+    previous = dirty_bytes()
+    while previous > limit and time.monotonic() - start < timeout:
+        time.sleep(0.5)
+        current = dirty_bytes()
+        if current > previous - 16 * MiB:
+            break
+        previous = current
+    return time.monotonic() - start
+
+
+def disk_io() -> dict[str, int]:
+    """Bytes this process sent to storage (and dirty bytes it cancelled by deleting
+    files before they were written), from /proc/self/io."""
+    found: dict[str, int] = {}
+    with contextlib.suppress(OSError), open("/proc/self/io") as io:
+        for line in io:
+            key, _, value = line.partition(":")
+            if key in ("write_bytes", "cancelled_write_bytes"):
+                found[key] = int(value)
+    return found
+
+
+# ---- the bare pyvcam camera -------------------------------------------------------
+
+
+@contextlib.contextmanager
+def bare_camera() -> Iterator[Any]:
+    """The first simulated camera, opened with pyvcam alone (no ophyd-pvcam code).
+
+    PVCAM is initialised here unless something else in the process already did,
+    and uninitialised only if it was initialised here.
+    """
+    load_simulator()
+    from pyvcam import pvc
+    from pyvcam.camera import Camera
+
+    owned = True
+    try:
+        pvc.init_pvcam()
+    except RuntimeError as error:
+        if "already" not in str(error).lower():
+            raise
+        owned = False
+    camera = next(Camera.detect_camera())
+    camera.open()
+    try:
+        yield camera
+    finally:
+        with contextlib.suppress(RuntimeError):
+            camera.finish()
+        camera.close()
+        if owned:
+            pvc.uninit_pvcam()
+
+
+def configure_bare(
+    camera: Any, *, port: str, speed: int, roi: tuple[int, int, int, int], metadata: bool
+) -> None:
+    """Apply the settings the device would apply for a free-running fly scan."""
+    camera.readout_port = camera.port_speed_gain_table[port]["port_value"]
+    camera.speed = speed
+    camera.gain = 1
+    camera.exp_res = dict(camera.exp_resolutions)["One Microsecond"]
+    camera.exp_mode = dict(camera.exp_modes)["Internal Trigger"]
+    camera.exp_out_mode = dict(camera.exp_out_modes)["First Row"]
+    camera.metadata_enabled = metadata
+    x, y, width, height = roi
+    camera.set_roi(x, y, width, height)
+
+
+# ---- plain h5py appending -------------------------------------------------------
+
+
+class PlainAppender:
+    """An HDF5 dataset of one chunk per frame, grown by one row per frame:
+    the least a frame writer can do (no SWMR, no records, no documents)."""
+
+    def __init__(self, path: Path, shape: tuple[int, int]):
+        import h5py
+
+        self._file = h5py.File(path, "w", libver="latest")
+        height, width = shape
+        self._data = self._file.create_dataset(
+            "data",
+            shape=(0, height, width),
+            maxshape=(None, height, width),
+            chunks=(1, height, width),
+            dtype=np.uint16,
+        )
+        self.rows = 0
+
+    def append(self, pixels: np.ndarray) -> None:
+        self._data.resize(self.rows + 1, axis=0)
+        self._data.id.write_direct_chunk((self.rows, 0, 0), pixels)
+        self.rows += 1
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def pretouched_frame(shape: tuple[int, int], seed: int = 0) -> np.ndarray:
+    """A frame of noise already in memory (first-touch page faults excluded)."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 2048, size=shape, dtype=np.uint16)
+
+
+# ---- resources -------------------------------------------------------------------
+
+
+def rss_bytes() -> int:
+    """Resident memory of this process, from /proc/self/statm."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * PAGE_BYTES
+
+
+def _thread_cpu_seconds() -> dict[int, float]:
+    """CPU seconds (user + system) of every thread of this process, by thread id."""
+    found: dict[int, float] = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        found[int(tid)] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return found
+
+
+def _thread_role(name: str | None) -> str:
+    """Group threads by what they do (names come from ophyd-pvcam and bluesky)."""
+    if name is None:
+        return "native (simulated camera, pvc)"
+    if name.endswith("-acquisition"):
+        return "acquisition thread"
+    if name == "bluesky-run-engine":
+        return "RunEngine loop"
+    if name == "MainThread":
+        return "main thread"
+    if "stall-monitor" in name:
+        return "stall monitor"
+    return "other Python threads"
+
+
+@dataclass
+class Sampler:
+    """Samples resident memory and per-thread CPU in the background.
+
+    Sampling (rather than reading before and after) catches short memory peaks
+    and the CPU of threads that end before the measurement does.
+    """
+
+    interval: float = 0.05
+    rss: list[tuple[float, int]] = field(default_factory=list)
+    _cpu_first: dict[int, float] = field(default_factory=dict)
+    _cpu_last: dict[int, float] = field(default_factory=dict)
+    _names: dict[int, str] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> Sampler:
+        self._sample()
+        self._thread = threading.Thread(target=self._run, name="bench-sampler", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self._sample()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def _sample(self) -> None:
+        self.rss.append((time.monotonic(), rss_bytes()))
+        for thread in threading.enumerate():
+            if thread.native_id is not None:
+                self._names.setdefault(thread.native_id, thread.name)
+        for tid, seconds in _thread_cpu_seconds().items():
+            self._cpu_first.setdefault(tid, seconds)
+            self._cpu_last[tid] = seconds
+
+    def cpu_by_role(self) -> dict[str, float]:
+        """CPU seconds spent by each kind of thread while sampling (10 ms ticks)."""
+        roles: dict[str, float] = {}
+        for tid, last in self._cpu_last.items():
+            name = self._names.get(tid)
+            if name == "bench-sampler":
+                continue
+            role = _thread_role(name)
+            roles[role] = roles.get(role, 0.0) + last - self._cpu_first[tid]
+        return {role: round(seconds, 3) for role, seconds in sorted(roles.items())}
+
+    @property
+    def peak_rss(self) -> int:
+        return max(value for _, value in self.rss)
+
+
+@contextlib.contextmanager
+def cpu_clock() -> Iterator[dict[str, float]]:
+    """Process CPU seconds (all threads) and wall seconds spent inside the block."""
+    result: dict[str, float] = {}
+    gc.collect()
+    cpu, wall = time.process_time(), time.perf_counter()
+    try:
+        yield result
+    finally:
+        result["cpu_s"] = time.process_time() - cpu
+        result["wall_s"] = time.perf_counter() - wall
+
+
+# ---- bluesky --------------------------------------------------------------------
+
+
+@functools.cache
+def run_engine() -> Any:
+    """One RunEngine per process, set up as the profile does (with the stall guard);
+    each RunEngine starts an event-loop thread, so they are not made per measurement."""
+    from bluesky import RunEngine
+
+    from ophyd_pvcam import StallGuard
+
+    engine = RunEngine({}, call_returns_result=False)
+    engine.preprocessors.append(StallGuard())
+    return engine
+
+
+def new_device(write_path: Path, name: str = "cam") -> Any:
+    """The simulated Prime BSI as an ophyd device, writing under ``write_path``."""
+    from ophyd_pvcam import PrimeBSI
+
+    return PrimeBSI(name, sim=True, write_path=write_path)
+
+
+# ---- numbers and tables -----------------------------------------------------------
+
+
+def summary(values: Sequence[float]) -> dict[str, float]:
+    """Median, mean, worst and best of a sample (empty: NaN)."""
+    if not values:
+        return {key: float("nan") for key in ("median", "mean", "max", "min")}
+    return {
+        "median": statistics.median(values),
+        "mean": statistics.fmean(values),
+        "max": max(values),
+        "min": min(values),
+    }
+
+
+def rounded(value: Any, digits: int = 4) -> Any:
+    """Round floats (recursively) so that the JSON stays readable."""
+    if isinstance(value, float):
+        return round(value, digits) if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: rounded(item, digits) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [rounded(item, digits) for item in value]
+    return value
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if not np.isfinite(value):
+            return "-"
+        return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+    return str(value)
+
+
+def table(title: str, rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
+    """A plain-text table of ``rows`` (dicts) showing ``columns``."""
+    cells = [[_cell(row.get(column)) for column in columns] for row in rows]
+    widths = [
+        max([len(column)] + [len(line[i]) for line in cells]) for i, column in enumerate(columns)
+    ]
+    lines = [title, "  ".join(c.rjust(w) for c, w in zip(columns, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)) for line in cells]
+    return "\n".join(lines)

@@ -1,0 +1,99 @@
+"""Setting up a session the way a beamline does: the RunEngine and the camera.
+
+Used by the IPython profile, the command-line tool and the examples, so they
+all record runs, show progress and guard against stalls the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from . import sim
+from .catalog import open_catalog
+from .device import PrimeBSI
+from .stall import StallGuard
+
+log = logging.getLogger(__name__)
+
+BANNER = (
+    "\n"
+    "  ############################################################\n"
+    "  #  SIMULATED CAMERA: no vendor PVCAM library was found.    #\n"
+    "  #  'cam' is the ophyd-pvcam simulator of a Prime BSI.      #\n"
+    "  #  Frames are synthetic. Install PVCAM to use the camera.  #\n"
+    "  ############################################################\n"
+)
+
+
+def vendor_pvcam_available() -> bool:
+    """Whether pyvcam can bind to a vendor libpvcam.so.2 in this process."""
+    if sim.is_loaded():
+        return False
+    try:
+        from pyvcam import pvc  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def make_camera(
+    name: str = "cam",
+    *,
+    write_path: str | os.PathLike | None = None,
+    camera_name: str | None = None,
+    simulated: bool | None = None,
+    announce=print,
+) -> PrimeBSI:
+    """The camera: the real one when the vendor PVCAM is present, else the
+    simulator, announced loudly.  ``simulated`` forces either."""
+    if simulated is None:
+        simulated = sim.requested_by_environment() or not vendor_pvcam_available()
+    if simulated and announce is not None:
+        announce(BANNER)
+    return PrimeBSI(name, sim=simulated, camera_name=camera_name, write_path=write_path)
+
+
+def make_run_engine(
+    catalog: Any | None = None,
+    *,
+    progress_bar: bool = True,
+    best_effort: bool = False,
+    metadata: dict | None = None,
+) -> tuple[Any, Any]:
+    """A RunEngine that records into ``catalog`` (opened if None), shows progress
+    bars and fails plans the moment a camera stalls.  Returns (RE, catalog)."""
+    from bluesky import RunEngine
+    from bluesky.utils import ProgressBarManager
+    from bluesky_tiled_plugins import TiledWriter
+
+    if catalog is None:
+        catalog = open_catalog()
+    engine = RunEngine(metadata or {})
+    engine.subscribe(TiledWriter(catalog))
+    engine.preprocessors.append(StallGuard())
+    if progress_bar:
+        engine.waiting_hook = ProgressBarManager()
+    if best_effort:
+        from bluesky.callbacks.best_effort import BestEffortCallback
+
+        callback = BestEffortCallback()
+        callback.disable_plots()  # headless by default; enable_plots() in a GUI session
+        engine.subscribe(callback)
+    return engine, catalog
+
+
+def log_to_file(path: str | os.PathLike) -> Path:
+    """Send ophyd-pvcam's (and bluesky's) log records to a file, INFO and up."""
+    path = Path(path).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    for name in ("ophyd_pvcam", "bluesky"):
+        logger = logging.getLogger(name)
+        logger.addHandler(handler)
+        logger.setLevel(min(logger.level or logging.INFO, logging.INFO))
+    return path
