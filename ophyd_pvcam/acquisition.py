@@ -189,6 +189,11 @@ class Acquisition:
         return self._thread.is_alive()
 
     @property
+    def thread(self) -> threading.Thread:
+        """The thread that owns the camera while this acquisition runs."""
+        return self._thread
+
+    @property
     def expected_period_s(self) -> float:
         return max(self.exposure * 1e-6, self.readout_time_s or 0.0)
 

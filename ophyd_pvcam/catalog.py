@@ -16,11 +16,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from .config import api_key as configured_api_key
+from .config import setting
 from .paths import default_catalog_path, default_write_path
 
 log = logging.getLogger(__name__)
 
-ENV_CATALOG = "OPHYD_PVCAM_CATALOG"
 ENV_API_KEY = "TILED_API_KEY"
 
 
@@ -41,13 +42,14 @@ def open_catalog(
     """Open the catalog and return a tiled client (subscribe ``TiledWriter(client)``).
 
     ``location``: a folder for the embedded catalog, or a tiled server address
-    (``http(s)://...``); default ``OPHYD_PVCAM_CATALOG`` or the per-user data
-    folder.  ``readable``: folders of frame files besides the default one.
-    ``api_key``: for a server (default ``TILED_API_KEY``).
+    (``http(s)://...``); default ``OPHYD_PVCAM_CATALOG``, the config file's
+    ``catalog``, or the per-user data folder.  ``readable``: folders of frame
+    files besides the default one.  ``api_key``: for a server (default
+    ``TILED_API_KEY`` or the config file's ``api_key_file``).
     """
-    location = location or os.environ.get(ENV_CATALOG) or default_catalog_path()
+    location = location or setting("catalog") or default_catalog_path()
     if is_server_uri(location):
-        return _open_server(str(location), api_key or os.environ.get(ENV_API_KEY))
+        return _open_server(str(location), api_key or configured_api_key())
     return _open_embedded(Path(location), [default_write_path(), *map(Path, readable)])
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -44,9 +43,10 @@ def _camera(args, name: str = "cam"):
 
 def _catalog(args, must_exist: bool = False):
     from .catalog import is_server_uri, open_catalog
+    from .config import setting
     from .paths import default_catalog_path
 
-    location = args.catalog or os.environ.get("OPHYD_PVCAM_CATALOG") or default_catalog_path()
+    location = args.catalog or setting("catalog") or default_catalog_path()
     if must_exist and not is_server_uri(location) and not (Path(location) / "catalog.db").exists():
         return None, location
     return open_catalog(location), location
@@ -334,6 +334,38 @@ def _probe(args) -> int:
     return EXIT_OK
 
 
+# ---- catalog server -------------------------------------------------------------------
+
+
+def _catalog_server(args) -> int:
+    from .config import api_key
+    from .paths import default_write_path
+    from .server import check_api_key, serve_catalog
+
+    if args.api_key_file:
+        try:
+            key = Path(args.api_key_file).read_text().strip()
+        except OSError as error:
+            raise CliError(f"cannot read --api-key-file: {error}", EXIT_USAGE) from None
+    else:
+        key = api_key()
+    try:
+        check_api_key(key)
+    except ValueError as error:
+        raise CliError(str(error), EXIT_USAGE) from None
+    logging.getLogger("ophyd_pvcam").setLevel(logging.INFO)
+    serve_catalog(
+        args.database,
+        storage=Path(args.storage),
+        frames=[Path(f) for f in (args.frames or [default_write_path()])],
+        api_key=key,
+        tables=args.tables,
+        host=args.host,
+        port=args.port,
+    )
+    return EXIT_OK
+
+
 # ---- the parser and main ------------------------------------------------------------
 
 
@@ -435,12 +467,42 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--png", help="write the plot here")
     probe.add_argument("--json", help="write the results here")
     probe.set_defaults(run=_probe)
+
+    server = commands.add_parser(
+        "catalog-server",
+        help="serve the catalog from PostgreSQL to other machines (tiled, with an API key)",
+        description="Runs a tiled catalog server on PostgreSQL. The API key comes from "
+        "$TILED_API_KEY or --api-key-file and is never printed. Clients: "
+        "OPHYD_PVCAM_CATALOG=http://HOST:PORT and the same TILED_API_KEY.",
+    )
+    server.add_argument(
+        "--database", required=True, help="postgresql://user@host:port/name of the catalog database"
+    )
+    server.add_argument("--tables", help="postgresql:// URI for event tables (default: --database)")
+    server.add_argument(
+        "--storage", required=True, help="folder the server may write (arrays it stores itself)"
+    )
+    server.add_argument(
+        "--frames",
+        action="append",
+        help="folder of frame files the server may read (repeatable; "
+        "default: the data folder's frames)",
+    )
+    server.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this machine only)",
+    )
+    server.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    server.add_argument("--api-key-file", help="file holding the API key")
+    server.set_defaults(run=_catalog_server)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     from .camera import CameraInUseError, CameraUnavailableError
     from .catalog import CatalogError
+    from .config import ConfigError
     from .stall import CameraAcquisitionError, FrameStallError
 
     args = build_parser().parse_args(argv)
@@ -454,7 +516,7 @@ def main(argv: list[str] | None = None) -> int:
         message, code = str(error), error.code
     except (CameraUnavailableError, CameraInUseError) as error:
         message, code = str(error), EXIT_CAMERA
-    except CatalogError as error:
+    except (CatalogError, ConfigError) as error:
         message, code = str(error), EXIT_CATALOG
     except (FrameStallError, CameraAcquisitionError) as error:
         message, code = str(error), EXIT_ACQUISITION

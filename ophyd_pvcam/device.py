@@ -27,14 +27,20 @@ from typing import Any
 import numpy as np
 from ophyd import Component as Cpt
 from ophyd import Device
-from ophyd.status import DeviceStatus
 
 from .acquisition import Acquisition, Batch, Frame, Mode
 from .camera import close_camera, open_camera
 from .diagnosis import StallSnapshot, describe_stall
 from .paths import default_write_path
 from .settings import Settings, SettingsChecker
-from .signals import ImageSignal, LiveSignal, ProgressStatus, ReadOnlySignal, SettingSignal
+from .signals import (
+    CameraStatus,
+    ImageSignal,
+    LiveSignal,
+    ProgressStatus,
+    ReadOnlySignal,
+    SettingSignal,
+)
 from .stall import FrameStallError, StallMonitor, announce_stall
 from .writer import FrameWriter
 
@@ -614,7 +620,7 @@ class PrimeBSI(Device):
 
     # ---- the flyer face: kickoff / complete / collect -----------------------------
 
-    def kickoff(self) -> DeviceStatus:
+    def kickoff(self) -> CameraStatus:
         with self._lock:
             if self.acquiring or self._staged_writer is not None:
                 raise RuntimeError(
@@ -634,7 +640,7 @@ class PrimeBSI(Device):
             self._reset_status()
             fly = _Fly(writer)
             self._fly = fly
-            status = DeviceStatus(self)
+            status = CameraStatus(self)
             acquisition = Acquisition(
                 self._camera,
                 name=self.name,
@@ -663,7 +669,7 @@ class PrimeBSI(Device):
             )
             return status
 
-    def _fly_started(self, acquisition: Acquisition, kickoff: DeviceStatus) -> None:
+    def _fly_started(self, acquisition: Acquisition, kickoff: CameraStatus) -> None:
         self._started(acquisition)
         kickoff.set_finished()
 
@@ -685,7 +691,7 @@ class PrimeBSI(Device):
         if status is not None and not status.done:
             status.update(acquisition.received + len(acquisition.lost))
 
-    def _fly_ended(self, fly: _Fly, acquisition: Acquisition, kickoff: DeviceStatus) -> None:
+    def _fly_ended(self, fly: _Fly, acquisition: Acquisition, kickoff: CameraStatus) -> None:
         with self._lock:
             monitor, self._monitor = self._monitor, None
         if monitor is not None:
@@ -736,6 +742,13 @@ class PrimeBSI(Device):
                     "external": "FILESTORE:",
                 },
                 f"{self.name}_frame_number": {"source": source, "dtype": "integer", "shape": []},
+                f"{self.name}_frame_time": {
+                    "source": source,
+                    "dtype": "number",
+                    "shape": [],
+                    "units": "s",
+                    "doc": "end of the frame: the camera's clock mapped to wall time",
+                },
                 f"{self.name}_lost_before": {
                     "source": source,
                     "dtype": "integer",
@@ -750,22 +763,21 @@ class PrimeBSI(Device):
         fly, acquisition = self._fly, self._fly_acquisition
         if fly is None:
             return
-        key = f"{self.name}_image"
+        name = self.name
+        key = f"{name}_image"
         written = min(len(fly.numbers), fly.datums_emitted)
         for row in range(fly.events_emitted, written):
-            t = fly.times[row]
+            t = fly.times[row]  # the camera's clock, mapped to wall time
+            data = {
+                key: fly.writer.datum_id(row),
+                f"{name}_frame_number": fly.numbers[row],
+                f"{name}_frame_time": t,
+                f"{name}_lost_before": fly.lost_before[row],
+            }
             yield {
                 "time": t,
-                "data": {
-                    key: fly.writer.datum_id(row),
-                    f"{self.name}_frame_number": fly.numbers[row],
-                    f"{self.name}_lost_before": fly.lost_before[row],
-                },
-                "timestamps": {
-                    key: t,
-                    f"{self.name}_frame_number": t,
-                    f"{self.name}_lost_before": t,
-                },
+                "data": data,
+                "timestamps": dict.fromkeys(data, t),
                 "filled": {key: False},
             }
         fly.events_emitted = written
@@ -799,7 +811,8 @@ class PrimeBSI(Device):
         for acquisition in (fly, step):
             if acquisition is not None and not acquisition.done.is_set():
                 acquisition.stop(drain=success)
-                acquisition.wait(STOP_TIMEOUT_S)
+                if threading.current_thread() is not acquisition.thread:
+                    acquisition.wait(STOP_TIMEOUT_S)
 
     def pause(self) -> None:
         """A paused plan keeps the camera running: frames keep being written."""

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import platformdirs
 
-ENV_DATA = "OPHYD_PVCAM_DATA"
+from .config import setting
 
 
 def data_root() -> Path:
-    """The per-user data folder (``OPHYD_PVCAM_DATA`` overrides it)."""
-    override = os.environ.get(ENV_DATA)
-    return Path(override).expanduser() if override else platformdirs.user_data_path("ophyd-pvcam")
+    """The data folder: ``OPHYD_PVCAM_DATA``, the config file's ``data``, or a per-user one."""
+    configured = setting("data")
+    return (
+        Path(configured).expanduser() if configured else platformdirs.user_data_path("ophyd-pvcam")
+    )
 
 
 def default_write_path() -> Path:

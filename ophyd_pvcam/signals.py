@@ -61,7 +61,16 @@ class ImageSignal(Signal):
         return description
 
 
-class ProgressStatus(DeviceStatus):
+class CameraStatus(DeviceStatus):
+    """A status of the camera's own making: when it fails, the camera has already
+    stopped itself (ophyd's default would call ``device.stop()`` from the thread
+    reporting the failure)."""
+
+    def _handle_failure(self) -> None:
+        pass
+
+
+class ProgressStatus(CameraStatus):
     """A status that reports frames done to its watchers (bluesky progress bars)."""
 
     def __init__(self, device, target: int | None, name: str, **kwargs):

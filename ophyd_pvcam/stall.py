@@ -80,11 +80,10 @@ class StallMonitor:
             self._condition.notify_all()
 
     def stop(self) -> None:
+        """Stand down (never blocks: the watchdog may be busy reporting a stall)."""
         with self._condition:
             self._stopped = True
             self._condition.notify_all()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(timeout=5)
 
     def _watch(self) -> None:
         with self._condition:

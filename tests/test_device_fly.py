@@ -32,8 +32,11 @@ def test_fly_500_frames_replays_in_a_new_process(cam, RE, data_dir, tmp_path):
     assert [e["data"]["cam_frame_number"] for e in events] == list(range(1, 501))
     assert all(e["data"]["cam_lost_before"] == 0 for e in events)
     assert all(e["filled"] == {"cam_image": False} for e in events)
-    times = [e["time"] for e in events]
-    assert times == sorted(times)  # camera clock mapped to wall time
+    # the camera's clock mapped to wall time: one frame period apart (2 ms exposure,
+    # 128 rows of readout)
+    times = np.array([e["data"]["cam_frame_time"] for e in events])
+    assert np.diff(times) == pytest.approx(0.002, abs=1e-4)
+    assert [e["timestamps"]["cam_frame_number"] for e in events] == list(times)
     images, info = read_run_in_new_process(data_dir / "catalog", uid, "cam", "cam_image", tmp_path)
     assert images.shape == (500, 1, 128, 256)
     assert [sim.frame_number(frame) for frame in images[:, 0]] == list(range(1, 501))

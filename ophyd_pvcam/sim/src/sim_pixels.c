@@ -5,8 +5,9 @@
  * overwritten frame.  The scene is defined in sensor coordinates, so an ROI
  * crops it and binning averages it, as on a real sensor.
  *
- * Rendering one frame is a single add per pixel: scene[i] + noise[offset + i],
- * with the offset into a slightly longer noise table chosen by frame number.
+ * Rendering one frame is two adds per pixel: scene[i] + noise[offset + i] +
+ * drift, with the offset into a slightly longer noise table chosen by frame
+ * number and a slow per-frame drift, so a time series of means is not flat.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -99,8 +100,11 @@ void sim_pixels_render(const sim_pixels *px, int32 frame_nr, uint16_t *out)
     const uint16_t *restrict scene = px->pattern;
     const uint16_t *restrict noise = px->noise + offset;
     size_t n = px->pixels;
+    /* a slow "beam intensity" drift, up to 2% of full scale, so time series move */
+    double full = (double)((1u << px->bit_depth) - 1u);
+    uint16_t drift = (uint16_t)(0.01 * full * (1.0 + sin(2.0 * M_PI * frame_nr / 200.0)));
     for (size_t i = 0; i < n; ++i)
-        out[i] = (uint16_t)(scene[i] + noise[i]);
+        out[i] = (uint16_t)(scene[i] + noise[i] + drift);
     for (size_t k = 0; k < 4 && k < n; ++k)
         out[k] = (uint16_t)(((uint32_t)frame_nr >> (8 * k)) & 0xFF);
 }
