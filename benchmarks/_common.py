@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
+import logging
 import os
 import shutil
 import statistics
@@ -30,11 +31,20 @@ PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 MiB = 1 << 20
 POLL_TIMEOUT_MS = 1000
+SAMPLER_THREAD = "bench-sampler"
 
 
 def load_simulator() -> None:
     """The simulated SDK must be loaded before anything imports pyvcam."""
     sim.load()
+
+
+def quiet_logging(path: Path | None = None) -> None:
+    """Send library warnings to a file (or nowhere), not between the tables: runs
+    that lose frames or stall on purpose log thousands of lines."""
+    handler: logging.Handler = logging.FileHandler(path) if path else logging.NullHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(threadName)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
 
 
 # ---- scratch folders and the page cache -------------------------------------------
@@ -219,13 +229,17 @@ def _thread_role(name: str | None) -> str:
 
 @dataclass
 class Sampler:
-    """Samples resident memory and per-thread CPU in the background.
+    """Samples resident memory (every ``interval``) and per-thread CPU (every
+    ``cpu_every`` samples) in the background.
 
     Sampling (rather than reading before and after) catches short memory peaks
-    and the CPU of threads that end before the measurement does.
+    and the CPU of threads that end before the measurement does.  Reading a
+    thread's /proc stat takes the process's memory-map lock, which a writer
+    busy with page faults holds often: hence the slower pace for CPU.
     """
 
     interval: float = 0.05
+    cpu_every: int = 5
     rss: list[tuple[float, int]] = field(default_factory=list)
     _cpu_first: dict[int, float] = field(default_factory=dict)
     _cpu_last: dict[int, float] = field(default_factory=dict)
@@ -234,8 +248,8 @@ class Sampler:
     _thread: threading.Thread | None = None
 
     def __enter__(self) -> Sampler:
-        self._sample()
-        self._thread = threading.Thread(target=self._run, name="bench-sampler", daemon=True)
+        self._sample(cpu=True)
+        self._thread = threading.Thread(target=self._run, name=SAMPLER_THREAD, daemon=True)
         self._thread.start()
         return self
 
@@ -243,14 +257,18 @@ class Sampler:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        self._sample()
+        self._sample(cpu=True)
 
     def _run(self) -> None:
+        count = 0
         while not self._stop.wait(self.interval):
-            self._sample()
+            count += 1
+            self._sample(cpu=count % self.cpu_every == 0)
 
-    def _sample(self) -> None:
+    def _sample(self, cpu: bool) -> None:
         self.rss.append((time.monotonic(), rss_bytes()))
+        if not cpu:
+            return
         for thread in threading.enumerate():
             if thread.native_id is not None:
                 self._names.setdefault(thread.native_id, thread.name)
@@ -259,11 +277,12 @@ class Sampler:
             self._cpu_last[tid] = seconds
 
     def cpu_by_role(self) -> dict[str, float]:
-        """CPU seconds spent by each kind of thread while sampling (10 ms ticks)."""
+        """CPU seconds spent by each kind of thread while sampling (10 ms ticks;
+        approximate: a thread's last fraction of a second may be missed)."""
         roles: dict[str, float] = {}
         for tid, last in self._cpu_last.items():
             name = self._names.get(tid)
-            if name == "bench-sampler":
+            if name == SAMPLER_THREAD:
                 continue
             role = _thread_role(name)
             roles[role] = roles.get(role, 0.0) + last - self._cpu_first[tid]
@@ -347,12 +366,23 @@ def _cell(value: Any) -> str:
 
 
 def table(title: str, rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
-    """A plain-text table of ``rows`` (dicts) showing ``columns``."""
+    """A plain-text table of ``rows`` (dicts) showing ``columns``; text columns are
+    aligned left, numbers right."""
     cells = [[_cell(row.get(column)) for column in columns] for row in rows]
     widths = [
         max([len(column)] + [len(line[i]) for line in cells]) for i, column in enumerate(columns)
     ]
-    lines = [title, "  ".join(c.rjust(w) for c, w in zip(columns, widths, strict=True))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)) for line in cells]
-    return "\n".join(lines)
+    left = [
+        all(isinstance(row.get(column), str) for row in rows if row.get(column) is not None)
+        for column in columns
+    ]
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(
+            v.ljust(w) if lft else v.rjust(w)
+            for v, w, lft in zip(values, widths, left, strict=True)
+        ).rstrip()
+
+    return "\n".join(
+        [title, line(columns), line(["-" * w for w in widths])] + [line(c) for c in cells]
+    )

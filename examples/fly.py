@@ -10,7 +10,7 @@ from ophyd_pvcam.session import make_camera, make_run_engine
 RE, catalog = make_run_engine()
 cam = make_camera("cam")
 try:
-    cam.roi.set((512, 512, 1024, 1024)).wait(10)
+    cam.roi.set((768, 768, 512, 512)).wait(10)  # x, y, width, height (unbinned pixels)
     cam.exposure_time.set(0.01).wait(10)
     cam.num_frames.set(400).wait(10)  # 0 would mean: until complete() is called
     (uid,) = RE(bp.fly([cam]))

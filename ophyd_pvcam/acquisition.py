@@ -189,6 +189,11 @@ class Acquisition:
         return self._thread.is_alive()
 
     @property
+    def stopping(self) -> bool:
+        """Asked to stop (or failed) but not yet done."""
+        return self._stop.is_set() and not self.done.is_set()
+
+    @property
     def thread(self) -> threading.Thread:
         """The thread that owns the camera while this acquisition runs."""
         return self._thread

@@ -103,7 +103,7 @@ def _demo(args) -> int:
         cam.num_frames.set(args.frames).wait(10)
         started = time.monotonic()
         (fly_uid,) = RE(bp.fly([cam]))
-        rate = args.frames / (time.monotonic() - started)
+        elapsed = time.monotonic() - started
         print("\nreplayed from the catalog:")
         for uid, stream in ((count_uid, "primary"), (fly_uid, "cam")):
             run = catalog[uid]
@@ -124,7 +124,12 @@ def _demo(args) -> int:
                 f"mean {float(np.mean(frames)):7.1f}  {check}  "
                 f"exit {run.metadata['stop']['exit_status']}"
             )
-        print(f"\nfly scan rate {rate:.1f} frames/s, dropped frames {cam.dropped_frames.get()}")
+        times = catalog[fly_uid]["cam"]["cam_frame_time"].read()
+        rate = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else float("nan")
+        print(
+            f"\nfly scan: {len(times)} frames at {rate:.1f} frames/s (camera clock), "
+            f"{elapsed:.1f} s end to end, dropped frames {cam.dropped_frames.get()}"
+        )
         print(f"next: ophyd-pvcam runs  |  ophyd-pvcam show {_short(fly_uid)} --png frame.png")
     finally:
         cam.close()

@@ -397,6 +397,7 @@ class PrimeBSI(Device):
     # ---- the detector face: stage / trigger / read / unstage ------------------------
 
     def stage(self) -> list[Any]:
+        self._settle()
         with self._lock:
             if self._fly_acquisition is not None and not self._fly_acquisition.done.is_set():
                 raise RuntimeError(f"{self.name} is flying; complete the fly scan before staging")
@@ -516,8 +517,9 @@ class PrimeBSI(Device):
             return
         writer.append(frame.pixels, frame.number, frame.bof, frame.eof)
         stats = self._point_stats
-        stats[0] += float(frame.pixels.mean())
-        stats[1] = max(stats[1], int(frame.pixels.max()))
+        pixels = frame.pixels
+        stats[0] += int(pixels.sum(dtype=np.uint64)) / pixels.size  # exact, no float copy
+        stats[1] = max(stats[1], int(pixels.max()))
         stats[2] += 1
         self.frame_number.update(frame.number)
         self.frames_acquired.update(self.frames_acquired.get() + 1)
@@ -620,7 +622,14 @@ class PrimeBSI(Device):
 
     # ---- the flyer face: kickoff / complete / collect -----------------------------
 
+    def _settle(self) -> None:
+        """An acquisition that is already stopping (after a stall, say) finishes first."""
+        for acquisition in (self._fly_acquisition, self._step):
+            if acquisition is not None and acquisition.stopping:
+                acquisition.wait(STOP_TIMEOUT_S)
+
     def kickoff(self) -> CameraStatus:
+        self._settle()
         with self._lock:
             if self.acquiring or self._staged_writer is not None:
                 raise RuntimeError(
@@ -755,6 +764,12 @@ class PrimeBSI(Device):
                     "shape": [],
                     "doc": "frames lost just before this one",
                 },
+                f"{self.name}_lost_after": {
+                    "source": source,
+                    "dtype": "integer",
+                    "shape": [],
+                    "doc": "frames lost after this one: non-zero only on the last frame",
+                },
             }
         }
 
@@ -766,6 +781,8 @@ class PrimeBSI(Device):
         name = self.name
         key = f"{name}_image"
         written = min(len(fly.numbers), fly.datums_emitted)
+        finished = acquisition is None or acquisition.done.is_set()
+        last = len(fly.numbers) - 1
         for row in range(fly.events_emitted, written):
             t = fly.times[row]  # the camera's clock, mapped to wall time
             data = {
@@ -773,6 +790,8 @@ class PrimeBSI(Device):
                 f"{name}_frame_number": fly.numbers[row],
                 f"{name}_frame_time": t,
                 f"{name}_lost_before": fly.lost_before[row],
+                # frames lost after the last one have no later frame to report them
+                f"{name}_lost_after": fly.pending_lost if finished and row == last else 0,
             }
             yield {
                 "time": t,

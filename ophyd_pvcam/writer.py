@@ -6,7 +6,8 @@ and tiled read it directly.  Beside it, ``/entry/instrument/NDAttributes``
 holds per-frame records (the camera's frame number, its BOF/EOF times) and
 the frame numbers known to be lost, so a reader can always tell what is
 missing.  The file is written in SWMR mode: another process can read it while
-it grows.
+it grows (rows beyond ``frames_written`` are unwritten space until the file is
+closed, when the dataset is trimmed to the frames written).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 DATA_PATH = "/entry/data/data"
 ATTRIBUTES = "/entry/instrument/NDAttributes"
 FLUSH_INTERVAL_S = 0.5
+GROW_FRAMES = 256  # the dataset grows in blocks (chunks take no space until written)
 
 
 class FrameWriter:
@@ -58,6 +60,7 @@ class FrameWriter:
         self._attributes = attributes or {}
         self._lock = threading.Lock()
         self._file: h5py.File | None = None
+        self._data: h5py.Dataset | None = None
         self._frames = 0
         self._lost: list[int] = []
         self._pending: dict[str, list] = {
@@ -82,7 +85,7 @@ class FrameWriter:
         f = h5py.File(self.path, "w", libver="latest")
         try:
             h, w = self.shape
-            f.create_dataset(
+            self._data = f.create_dataset(
                 DATA_PATH,
                 shape=(0, h, w),
                 maxshape=(None, h, w),
@@ -124,10 +127,11 @@ class FrameWriter:
     def append(self, pixels: np.ndarray, number: int, bof: float, eof: float) -> int:
         """Append one frame (C-contiguous, of the file's shape and dtype); returns its row."""
         with self._lock:
-            f = self._require_open()
+            self._require_open()
             row = self._frames
-            data = f[DATA_PATH]
-            data.resize(row + 1, axis=0)
+            data = self._data
+            if row >= data.shape[0]:  # resizing per frame would cost more than the frame
+                data.resize(row + GROW_FRAMES, axis=0)
             data.id.write_direct_chunk((row, 0, 0), np.ascontiguousarray(pixels, self.dtype))
             self._pending["frame_number"].append(number)
             self._pending["timestamp_bof"].append(bof)
@@ -174,6 +178,7 @@ class FrameWriter:
             if self._file is None:
                 return
             try:
+                self._data.resize(self._frames, axis=0)  # drop the unused end of the last block
                 self._flush_locked()
             finally:
                 self._file.close()

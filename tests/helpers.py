@@ -42,6 +42,16 @@ def read_run_in_new_process(catalog_dir, uid, stream, key, tmp_path) -> tuple[np
     return np.load(out), json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def run_python(code: str, **env) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh Python, as a user's script: none of our OPHYD_PVCAM_*
+    settings leak in, only the ``env`` given."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OPHYD_PVCAM")}
+    return subprocess.run(
+        [sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+
+
 def file_frames(path) -> tuple[np.ndarray, dict]:
     """Everything in one frame file, read the plain (non-SWMR) way: proves it is closed."""
     with h5py.File(path, "r") as f:

@@ -137,7 +137,7 @@ def test_examples_run_as_they_are(user, example):
 def test_replay_example_writes_its_plots(user):
     user(sys.executable, str(ROOT / "examples" / "fly.py"))
     out = user(sys.executable, str(ROOT / "examples" / "replay.py")).stdout
-    assert "400 frames 1024x1024 uint16" in out
+    assert "400 frames 512x512 uint16" in out
     assert_png(user.work / "replay_frame.png")
     assert_png(user.work / "replay_timeseries.png")
 

@@ -121,6 +121,7 @@ def test_dropped_frames_are_counted_and_recorded(cam, RE, catalog):
     lost_before = {e["data"]["cam_frame_number"]: e["data"]["cam_lost_before"] for e in events}
     assert [n for n, lost in lost_before.items() if lost] == [11, 21, 31, 41, 51]
     assert cam.dropped_frames.get() == 6  # frame 60 too: the camera's last was lost
+    assert [e["data"]["cam_lost_after"] for e in events] == [0] * 53 + [1]  # ...shown here
     (path,) = frame_files(cam.write_path)
     _, records = file_frames(path)
     assert list(records["lost_frame_numbers"]) == [10, 20, 30, 40, 50, 60]

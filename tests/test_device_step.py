@@ -7,7 +7,7 @@ import bluesky.plans as bp
 import numpy as np
 import pytest
 from bluesky.protocols import Flyable, Readable, Triggerable, WritesExternalAssets
-from helpers import file_frames, frame_files, read_run_in_new_process
+from helpers import file_frames, frame_files, read_run_in_new_process, run_python
 from ophyd.sim import det, motor
 
 import ophyd_pvcam.sim as sim
@@ -307,10 +307,6 @@ def test_a_second_device_for_the_same_camera_is_told_it_is_in_use(cam):
 
 
 def test_without_any_pvcam_library_the_error_says_what_to_do():
-    import os
-    import subprocess
-    import sys
-
     code = (
         "from ophyd_pvcam import PrimeBSI, CameraUnavailableError\n"
         "try:\n"
@@ -318,9 +314,6 @@ def test_without_any_pvcam_library_the_error_says_what_to_do():
         "except CameraUnavailableError as error:\n"
         "    print(error)\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OPHYD_PVCAM")}
-    result = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
-    )
+    result = run_python(code)
     assert "Install the Teledyne Photometrics PVCAM runtime" in result.stdout, result.stderr
     assert "OPHYD_PVCAM_SIM=1" in result.stdout

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
+from helpers import run_python
 
 import ophyd_pvcam.sim as sim
 
@@ -186,9 +183,8 @@ def test_environment_faults_apply_to_a_whole_script(tmp_path):
         "    print(got, error)\n"
         "cam.finish(); cam.close(); pvc.uninit_pvcam()\n"
     )
-    env = dict(os.environ, OPHYD_PVCAM_SIM="1", OPHYD_PVCAM_SIM_FAULTS="stall:after=7")
-    result = subprocess.run(
-        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=60
+    result = run_python(
+        script.read_text(), OPHYD_PVCAM_SIM="1", OPHYD_PVCAM_SIM_FAULTS="stall:after=7"
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("7 Frame timeout")

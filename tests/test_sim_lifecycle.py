@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
+from helpers import run_python
 from pyvcam import constants as const
 from pyvcam import pvc
 from pyvcam.camera import Camera
@@ -65,10 +62,7 @@ def test_more_cameras_on_request(tmp_path):
         "print([c.poll_frame(timeout_ms=2000)[2] for c in cams])\n"
         "for c in cams: c.finish(); c.close()\n"
     )
-    env = dict(os.environ, OPHYD_PVCAM_SIM_CAMERAS="3")
-    result = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
-    )
+    result = run_python(code, OPHYD_PVCAM_SIM_CAMERAS="3")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "['pvcamSim_0', 'pvcamSim_1', 'pvcamSim_2'] 3"
@@ -86,10 +80,7 @@ def test_the_vendor_library_stays_in_charge_unless_the_simulator_is_asked_for():
         "except ImportError as error:\n"
         "    print('no vendor library:', 'libpvcam.so.2' in str(error))\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OPHYD_PVCAM")}
-    result = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
-    )
+    result = run_python(code)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "False"
@@ -106,10 +97,7 @@ def test_loading_the_simulator_after_pyvcam_is_refused():
         "except sim.SimulatorError as error:\n"
         "    print(error)\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OPHYD_PVCAM")}
-    result = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
-    )
+    result = run_python(code)
     assert "Load the simulator first" in result.stdout, result.stderr
 
 

@@ -97,8 +97,14 @@ static void refresh_faults(sim_camera *cam)
     int n = sim_faults_snapshot(table, &generation);
     for (int i = 0; i < MAX_FAULTS; ++i) {
         sim_fault_progress *p = &cam->fault_progress[i];
-        if (p->fault.serial && p->fault.generation != generation)
-            memset(p, 0, sizeof *p);
+        if (!p->fault.serial || p->fault.generation == generation)
+            continue;
+        if (p->fault.kind == FAULT_STALL && p->fired && !p->finished) {
+            uint64_t now = sim_now_ns(); /* a cleared stall resumes, paced from now */
+            if (cam->next_start_ns < now)
+                cam->next_start_ns = now;
+        }
+        memset(p, 0, sizeof *p);
     }
     for (int i = 0; i < n; ++i)
         if (table[i].camera < 0 || table[i].camera == cam->index)
@@ -221,11 +227,15 @@ static int next_start(sim_camera *cam, uint64_t now, uint64_t *at, uint64_t *wak
     }
     if (cam->inflight_count >= MAX_INFLIGHT)
         return 0;
-    cam->halted_for_buffer = 0;
     if (!cam->is_sequence && cam->buffer_mode == CIRC_NO_OVERWRITE
         && cam->held + (uns32)cam->inflight_count >= cam->slot_count) {
         cam->halted_for_buffer = 1; /* every slot holds a frame nobody released */
         return 0;
+    }
+    if (cam->halted_for_buffer) { /* a slot came free: resume from now */
+        cam->halted_for_buffer = 0;
+        if (cam->next_start_ns < now)
+            cam->next_start_ns = now;
     }
     if (needs_trigger(cam) && cam->pending_triggers == 0)
         return 0;
@@ -240,11 +250,14 @@ static void unlocked_callback(sim_camera *cam, frame_callback cb, void *context,
     pthread_mutex_lock(&cam->lock);
 }
 
-static void begin_frame(sim_camera *cam, uint64_t due, uint64_t now)
+static void begin_frame(sim_camera *cam, uint64_t due)
 {
-    /* Start on schedule unless we are more than a period late (a halted
-     * buffer or a stall): then restart the schedule from now. */
-    uint64_t bof = (now > due + cam->period_ns) ? now : due;
+    /* Frames start on the sensor's schedule even when this thread runs late
+     * (a slow consumer holding pvc's lock in a callback): the camera does not
+     * wait for the host, so late frames arrive in a burst and an overrun shows
+     * as overwritten or lost frames.  Only a stall or a halted buffer
+     * restarts the schedule (see next_start). */
+    uint64_t bof = due;
     if (needs_trigger(cam))
         cam->pending_triggers = 0;
     int32 nr = ++cam->frames_started;
@@ -329,7 +342,7 @@ static void *generator_main(void *arg)
         uint64_t at = NEVER, wake = NEVER;
         if (next_start(cam, now, &at, &wake)) {
             if (now >= at) {
-                begin_frame(cam, at, now);
+                begin_frame(cam, at);
                 continue;
             }
             wake = at;

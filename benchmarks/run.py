@@ -1,0 +1,304 @@
+"""Run the ophyd-pvcam benchmarks, print a table per benchmark and write a JSON of results.
+
+    python benchmarks/run.py             # everything, under 10 minutes on 2 cores
+    python benchmarks/run.py --quick     # a smoke run, well under a minute
+    python benchmarks/run.py --only stall_latency --only memory
+    python benchmarks/run.py --profile   # also profile the hot path (py-spy or cProfile)
+
+Results go to benchmarks/results/benchmarks-<time>.json (and latest.json), the
+library's log to the .log beside it.  Every figure is measured in this run,
+on this machine, against a baseline measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import _common as common
+import hot_path
+import memory_flat
+import stall_latency
+import step_scan
+import throughput
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+SECTIONS = ("full_frame", "small_roi", "step_scan", "stall_latency", "memory")
+PACKAGES = ("ophyd-pvcam", "pyvcam", "h5py", "numpy", "bluesky", "ophyd", "event-model")
+
+
+def runners(full_frames: int | None) -> dict[str, Callable[[bool], dict[str, Any]]]:
+    """Each section's benchmark, called with ``quick``; ``full_frames`` (None: the
+    issue's 2000) sets the length of the full-frame fly scans."""
+
+    def throughput_section(section: str) -> Callable[[bool], dict[str, Any]]:
+        return lambda quick: throughput.run(quick, (section,), full_frames)[section]
+
+    return {
+        "full_frame": throughput_section("full_frame"),
+        "small_roi": throughput_section("small_roi"),
+        "step_scan": step_scan.run,
+        "stall_latency": stall_latency.run,
+        "memory": memory_flat.run,
+    }
+
+
+def print_section(section: str, result: dict[str, Any]) -> None:
+    """The table of one benchmark."""
+    if section in ("full_frame", "small_roi"):
+        title = {
+            "full_frame": "1. Full-frame fly scan (fps; cpu = process CPU ms per frame)",
+            "small_roi": "2. Small-ROI fly scans (fps; ovh_us = device - bare CPU us/frame)",
+        }[section]
+        text = common.table(title, throughput.table_rows(result["points"]), throughput.COLUMNS)
+        if section == "small_roi":
+            text += "\n" + _best_table(result["highest_zero_loss"])
+    elif section == "step_scan":
+        title = f"3. Step scan: count(num={result['num']}) at 1 ms exposure (ms per point)"
+        text = common.table(title, step_scan.table_rows(result), step_scan.COLUMNS)
+    elif section == "stall_latency":
+        title = "4. Stall detection: plan failure - last frame - stall_timeout (ms)"
+        text = common.table(title, stall_latency.table_rows(result), stall_latency.COLUMNS)
+    else:
+        title = "5. Resident memory across long fly scans (128x128 at 1 kHz, after a warm-up)"
+        text = common.table(title, memory_flat.table_rows(result), memory_flat.COLUMNS)
+    print(f"\n{text}", flush=True)
+
+
+def _best_table(best: dict[str, dict[str, Any]]) -> str:
+    """The highest delivered rate without loss, per ROI, bare and device."""
+    rows = []
+    for side, labels in best.items():
+        for label, found in labels.items():
+            rows.append({"side": side, "roi": label, **(found or {"delivered_fps": None})})
+    columns = ("side", "roi", "delivered_fps", "nominal_fps", "camera_pace")
+    return common.table("   highest rate with zero loss", rows, columns)
+
+
+# ---- the issue's goals ---------------------------------------------------------------
+
+
+def _goal(name: str, value: Any, passed: bool | None, note: str = "") -> dict[str, Any]:
+    return {"goal": name, "value": value, "passed": passed, "note": note}
+
+
+def _throughput_goals(results: dict[str, Any]) -> list[dict[str, Any]]:
+    goals = []
+    if "full_frame" in results:
+        row = results["full_frame"]["points"][0]
+        device = row["device"]
+        lost = device["lost"] + device["unaccounted"]
+        goals.append(
+            _goal(
+                "1. zero frames lost at the real maximum full-frame rate",
+                lost,
+                lost == 0,
+                f"{row['point']['nominal_fps']:.1f} fps nominal",
+            )
+        )
+        ratio = row["verdict"]["device_over_bare_fps"]
+        goals.append(
+            _goal(
+                "1. full-frame end-to-end rate within 10% of bare",
+                round(ratio, 3),
+                ratio >= 0.9,
+                "device fps / bare fps",
+            )
+        )
+    if "small_roi" in results:
+        found = results["small_roi"]["highest_zero_loss"]["device"].get("128x128")
+        best = found["delivered_fps"] if found else None
+        goals.append(
+            _goal(
+                "2. >= 2000 frames/s at 128x128 with zero loss",
+                best,
+                best is not None and best >= 2000,
+                "the model reads 128 rows in 665 us (1504 fps at most): see the probes",
+            )
+        )
+    return goals
+
+
+def _other_goals(results: dict[str, Any]) -> list[dict[str, Any]]:
+    goals = []
+    for case in results.get("step_scan", {}).get("cases", []):
+        overhead = case["camera"]["overhead_ms"]["median"]
+        goals.append(
+            _goal(
+                f"3. step-scan overhead < 5 ms per point ({case['case']['label']})",
+                round(overhead, 2),
+                overhead < 5,
+                "median ms",
+            )
+        )
+    stall = results.get("stall_latency")
+    if stall:
+        for plan in ("fly", "kickoff_then_sleep"):
+            worst = stall[plan]["latency_s"]["max"] * 1e3
+            goals.append(
+                _goal(
+                    f"4. worst stall latency < 250 ms ({plan})",
+                    round(worst, 1),
+                    worst < 250,
+                    "ms beyond stall_timeout",
+                )
+            )
+    memory = results.get("memory")
+    if memory:
+        goals += _memory_goals(memory)
+    return goals
+
+
+def _memory_goals(memory: dict[str, Any]) -> list[dict[str, Any]]:
+    """Flat means both: nothing kept from run to run, and no peak that grows with frames."""
+    growth, blocks = memory["last_run_growth_mib"], memory["python_blocks_growth_per_run"]
+    peak = max(r["peak_mib"] - r["start_mib"] for r in memory["runs"])
+    slope = memory["runs"][-1]["growth_while_acquiring_kib_per_1000_frames"]
+    return [
+        _goal(
+            "5. memory flat: nothing kept from run to run",
+            {"Python blocks/run": round(blocks), "RSS last run MiB": round(growth, 2)},
+            blocks <= 1000,
+            "judged on Python's allocated blocks; RSS creep is C-level high water",
+        ),
+        _goal(
+            "5. memory flat: peak within 8 MiB of start",
+            {"peak-start MiB": round(peak, 1), "KiB/1000 frames acquiring": round(slope, 1)},
+            peak <= 8,
+            f"the peak comes at collect (+{memory['collect_jump_mib']:.0f} MiB over acquiring)",
+        ),
+    ]
+
+
+def evaluate_goals(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each goal of the issue with the measured value and whether it is met."""
+    return _throughput_goals(results) + _other_goals(results)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v}" for k, v in value.items())
+    return "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def print_goals(goals: list[dict[str, Any]]) -> None:
+    rows = [
+        {
+            **g,
+            "passed": {True: "yes", False: "NO", None: "-"}[g["passed"]],
+            "value": _show(g["value"]),
+        }
+        for g in goals
+    ]
+    print("\n" + common.table("Goals", rows, ("goal", "value", "passed", "note")), flush=True)
+
+
+# ---- the run -------------------------------------------------------------------------
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _git_commit() -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(HERE), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None
+
+
+def _modified_files() -> list[str]:
+    """Files of the checkout that differ from the commit (the numbers are theirs too)."""
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(HERE.parent), "status", "--porcelain"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line[3:] for line in done.stdout.splitlines() if line[3:].startswith("ophyd_pvcam")]
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "load_average": os.getloadavg(),
+        "packages": {name: _version(name) for name in PACKAGES},
+        "commit": _git_commit(),
+        "modified_files": _modified_files(),
+        "scratch": str(common.scratch_root()),
+    }
+
+
+def output_path(out: str | None) -> Path:
+    if out:
+        return Path(out).resolve()
+    return RESULTS / f"benchmarks-{time.strftime('%Y%m%d-%H%M%S')}.json"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short runs (a smoke test)")
+    parser.add_argument("--only", action="append", choices=SECTIONS, help="run only this")
+    parser.add_argument("--profile", action="store_true", help="also profile the hot path")
+    parser.add_argument("--out", help="JSON file to write (default: benchmarks/results/)")
+    parser.add_argument("--full-frames", type=int, help="full frames per fly (default 2000)")
+    args = parser.parse_args(argv)
+    out = output_path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    common.quiet_logging(out.with_suffix(".log"))
+    common.load_simulator()
+    report: dict[str, Any] = {"meta": machine() | {"quick": args.quick}, "results": {}}
+    report["meta"]["disk_io_start"] = common.disk_io()
+    started = time.monotonic()
+    for section in args.only or SECTIONS:
+        print(f"running {section} ...", file=sys.stderr, flush=True)
+        began = time.monotonic()
+        result = runners(args.full_frames)[section](args.quick)
+        result["elapsed_s"] = time.monotonic() - began
+        report["results"][section] = result
+        print_section(section, result)
+    if args.profile:
+        print("running profile ...", file=sys.stderr, flush=True)
+        report["profile"] = hot_path.run(args.quick)
+        print("\n" + hot_path.report(report["profile"]))
+    report["goals"] = evaluate_goals(report["results"])
+    print_goals(report["goals"])
+    report["meta"]["elapsed_s"] = time.monotonic() - started
+    report["meta"]["disk_io_end"] = common.disk_io()
+    report["meta"]["load_average_end"] = os.getloadavg()
+    out.write_text(json.dumps(common.rounded(report), indent=1, default=str) + "\n")
+    if not args.out:
+        (RESULTS / "latest.json").write_text(out.read_text())
+    io = report["meta"]["disk_io_end"]
+    gib = (io.get("write_bytes", 0) - io.get("cancelled_write_bytes", 0)) / common.MiB / 1024
+    print(f"\nresults: {out} ({report['meta']['elapsed_s']:.0f} s; {gib:.1f} GiB to disk)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""Step-scan overhead (issue item 3).
+
+``count(num=200)`` of the camera at 1 ms exposure: the time per point minus
+the exposure and the readout is what the device, the file and the
+RunEngine add.  ``ophyd.sim``'s detector in the same plan, on the same
+RunEngine, gives the RunEngine's own share.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import _common as common
+
+EXPOSURE_S = 1e-3
+
+
+@dataclass(frozen=True)
+class Case:
+    """A camera setting for the step scan."""
+
+    label: str
+    width: int
+    height: int
+    port: str
+
+
+CASES = (
+    Case("2048x2048 Sensitivity", 2048, 2048, "Sensitivity"),
+    Case("128x128 Speed", 128, 128, "Speed"),
+)
+
+
+class EventClock:
+    """Records when each event was made (events of a count are emitted one by one)."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def __call__(self, name: str, doc: dict) -> None:
+        if name == "event":
+            self.times.append(doc["time"])
+        elif name == "event_page":
+            self.times.extend(doc["time"])
+
+    def periods(self) -> list[float]:
+        """Seconds between consecutive points (the first point also pays for staging)."""
+        return [b - a for a, b in zip(self.times, self.times[1:], strict=False)]
+
+
+def _count(detector: Any, num: int) -> dict[str, Any]:
+    """Run ``count([detector], num)`` and time its points."""
+    import bluesky.plans as bp
+
+    engine = common.run_engine()
+    clock = EventClock()
+    token = engine.subscribe(clock)
+    try:
+        with common.cpu_clock() as usage:
+            engine(bp.count([detector], num=num))
+    finally:
+        engine.unsubscribe(token)
+    periods = clock.periods()
+    return {
+        "points": len(clock.times),
+        "run_s": usage["wall_s"],
+        "cpu_ms_per_point": usage["cpu_s"] / num * 1e3,
+        "period_ms": {k: v * 1e3 for k, v in common.summary(periods).items()},
+    }
+
+
+def measure_reference(num: int) -> dict[str, Any]:
+    """``ophyd.sim.det`` (a synthetic gaussian): the RunEngine's per-point cost."""
+    from ophyd.sim import det
+
+    return _count(det, num)
+
+
+def measure_camera(case: Case, num: int) -> dict[str, Any]:
+    """The simulated Prime BSI, software-triggered, one frame per point."""
+    with common.scratch_dir("step") as folder:
+        camera = common.new_device(folder)
+        try:
+            camera.readout_port.set(case.port).wait(5)
+            camera.roi.set((0, 0, case.width, case.height)).wait(5)
+            camera.exposure_time.set(EXPOSURE_S).wait(5)
+            result = _count(camera, num)
+            readout_s = float(camera.readout_time.get())
+        finally:
+            camera.close()
+    floor_ms = (EXPOSURE_S + readout_s) * 1e3
+    result["exposure_plus_readout_ms"] = floor_ms
+    result["overhead_ms"] = {k: v - floor_ms for k, v in result["period_ms"].items()}
+    return result
+
+
+def run(quick: bool) -> dict[str, Any]:
+    """Each camera case, then the reference detector, with the same ``num``."""
+    num = 20 if quick else 200
+    cases = []
+    for case in CASES:
+        common.settle_writeback()
+        cases.append({"case": asdict(case), "camera": measure_camera(case, num)})
+    reference = measure_reference(num)
+    for entry in cases:
+        camera = entry["camera"]
+        entry["overhead_beyond_reference_ms"] = (
+            camera["overhead_ms"]["median"] - reference["period_ms"]["median"]
+        )
+    return {"num": num, "exposure_s": EXPOSURE_S, "cases": cases, "reference": reference}
+
+
+COLUMNS = (
+    "detector", "points", "period_med", "period_max", "exp+readout", "overhead_med",
+    "overhead_max", "beyond_ref", "cpu_ms",
+)  # fmt: skip
+
+
+def table_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """One line per camera case and one for the reference (milliseconds)."""
+    lines = []
+    for entry in result["cases"]:
+        camera = entry["camera"]
+        lines.append(
+            {
+                "detector": entry["case"]["label"],
+                "points": camera["points"],
+                "period_med": camera["period_ms"]["median"],
+                "period_max": camera["period_ms"]["max"],
+                "exp+readout": camera["exposure_plus_readout_ms"],
+                "overhead_med": camera["overhead_ms"]["median"],
+                "overhead_max": camera["overhead_ms"]["max"],
+                "beyond_ref": entry["overhead_beyond_reference_ms"],
+                "cpu_ms": camera["cpu_ms_per_point"],
+            }
+        )
+    reference = result["reference"]
+    lines.append(
+        {
+            "detector": "ophyd.sim.det",
+            "points": reference["points"],
+            "period_med": reference["period_ms"]["median"],
+            "period_max": reference["period_ms"]["max"],
+            "cpu_ms": reference["cpu_ms_per_point"],
+        }
+    )
+    return lines
