@@ -375,12 +375,12 @@ class PrimeBSI(Device):
             "serial_number": caps.serial_number,
             "simulated": caps.simulated,
             "mode": mode,
-            **{k: v for k, v in vars(s).items()},
+            **vars(s),
         }
 
     def _new_monitor(self, acquisition_name: str) -> StallMonitor:
         timeout = self.stall_timeout.get() or self._auto_stall_timeout()
-        return StallMonitor(timeout, lambda age: self._on_stall(age), name=acquisition_name)
+        return StallMonitor(timeout, self._on_stall, name=acquisition_name)
 
     def _started(self, acquisition: Acquisition) -> None:
         """The camera runs: now its readout time, and so the frame period, are known."""
