@@ -239,7 +239,7 @@ class _GuardedRun:
                         pending = [s for s in self._statuses[group] if not s.done]
                         self._statuses[group] = [*pending, response]
                 except FailedStatus as failed:
-                    error = self._undelivered_stall() or _camera_cause(failed)
+                    error = self._undelivered_stall() or self._camera_cause(failed)
                     continue
                 except Exception as exc:
                     error = exc
@@ -248,6 +248,15 @@ class _GuardedRun:
         finally:
             self._guard._unregister(self)
             plan.close()
+
+    def _camera_cause(self, failed: FailedStatus) -> BaseException:
+        """A status one of our cameras failed carries its own error: raise that, not
+        FailedStatus, so the plan (and the run's stop document) names what happened."""
+        status = failed.args[0] if failed.args else None
+        cause = failed.__cause__
+        if cause is not None and getattr(status, "device", None) in self._cameras:
+            return cause
+        return failed
 
     def _guards(self, msg: Msg) -> bool:
         if msg.command == "sleep":
@@ -275,15 +284,6 @@ class _GuardedRun:
 
 
 _STATUS_COMMANDS = frozenset({"set", "trigger", "kickoff", "complete"})
-
-
-def _camera_cause(failed: FailedStatus) -> BaseException:
-    """A status the camera failed carries its own error: raise that, not FailedStatus,
-    so the plan (and the run's stop document) names what happened."""
-    cause = failed.__cause__
-    if isinstance(cause, (FrameStallError, CameraAcquisitionError)):
-        return cause
-    return failed
 
 
 def _resolve(future: asyncio.Future) -> None:

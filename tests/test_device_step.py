@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import threading
+
 import bluesky.plan_stubs as bps
 import bluesky.plans as bp
 import numpy as np
@@ -317,3 +320,83 @@ def test_without_any_pvcam_library_the_error_says_what_to_do():
     result = run_python(code)
     assert "Install the Teledyne Photometrics PVCAM runtime" in result.stdout, result.stderr
     assert "OPHYD_PVCAM_SIM=1" in result.stdout
+
+
+def test_hardware_edge_triggers_drive_a_step_scan(cam, RE, catalog):
+    """In "Edge Trigger" mode each trigger() takes the next frames from the trigger
+    input; edges that come while no trigger() waits are not kept."""
+    small(cam)
+    cam.trigger_mode.set("Edge Trigger").wait(5)
+    pulses = threading.Event()
+
+    def trigger_source():  # a pulse generator, firing until the scan is over
+        while not pulses.wait(0.02):
+            sim.fire_edge(0)
+
+    source = threading.Thread(target=trigger_source, daemon=True)
+
+    def plan():
+        yield from bps.open_run()
+        yield from bps.stage(cam)
+        source.start()
+        for _ in range(3):
+            yield from bps.trigger_and_read([cam])
+            yield from bps.sleep(0.1)  # edges keep coming: these frames are not kept
+        yield from bps.unstage(cam)
+        return (yield from bps.close_run())
+
+    try:
+        (uid,) = RE(plan())
+    finally:
+        pulses.set()
+        source.join(5)
+    numbers = [e["data"]["cam_frame_number"] for e in RE.recorder.of("event")]
+    assert numbers == sorted(numbers) and len(set(numbers)) == 3
+    assert numbers[-1] > 3  # frames between points came and were let go
+    assert catalog[uid]["primary"]["cam_image"].read().shape == (3, 1, 128, 256)
+
+
+def test_without_software_triggers_each_point_is_a_sequence(cam, RE, catalog):
+    """A camera that lists no software trigger mode still step-scans: one sequence
+    per point, so the camera's frame counter starts again at every point."""
+    cam.capabilities = dataclasses.replace(
+        cam.capabilities,
+        trigger_modes={
+            k: v for k, v in cam.capabilities.trigger_modes.items() if "Software" not in k
+        },
+    )
+    small(cam)
+    cam.frames_per_point.set(2).wait(5)
+    (uid,) = RE(bp.count([cam], num=3))
+    assert stamps(catalog[uid]["primary"]["cam_image"].read()) == [[1, 2], [1, 2], [1, 2]]
+
+
+def test_settings_may_change_between_points_but_not_the_frame_layout(cam, RE, catalog):
+    small(cam)
+
+    def plan():
+        yield from bps.open_run()
+        yield from bps.stage(cam)
+        yield from bps.trigger_and_read([cam])
+        yield from bps.mv(cam.exposure_time, 0.02)  # the camera restarts with it
+        yield from bps.trigger_and_read([cam])
+        yield from bps.unstage(cam)
+        return (yield from bps.close_run())
+
+    RE(plan())
+    (path,) = frame_files(cam.write_path)
+    _, records = file_frames(path)
+    exposures = records["timestamp_eof"] - records["timestamp_bof"] - 128 * 10.39e-6
+    assert exposures == pytest.approx([0.002, 0.02], abs=1e-4)
+
+    def bad_plan():
+        yield from bps.open_run()
+        yield from bps.stage(cam)
+        yield from bps.trigger_and_read([cam])
+        yield from bps.mv(cam.roi, (0, 0, 64, 64))
+        yield from bps.trigger_and_read([cam])
+        yield from bps.unstage(cam)
+        yield from bps.close_run()
+
+    with pytest.raises(RuntimeError, match="cannot change while staged"):
+        RE(bad_plan())
