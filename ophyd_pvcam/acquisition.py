@@ -185,10 +185,6 @@ class Acquisition:
         return self.done.wait(timeout)
 
     @property
-    def running(self) -> bool:
-        return self._thread.is_alive()
-
-    @property
     def stopping(self) -> bool:
         """Asked to stop (or failed) but not yet done."""
         return self._stop.is_set() and not self.done.is_set()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import array
 import atexit
+import dataclasses
 import logging
 import math
 import threading
@@ -50,11 +51,7 @@ SOFTWARE_EDGE = "Software Trigger Edge"
 SOFTWARE_FIRST = "Software Trigger First"
 HARDWARE_TRIGGER_MODES = {"Edge Trigger", "Trigger First"}
 STOP_TIMEOUT_S = 10.0
-_SETTINGS_FIELDS = (
-    "exposure_time", "roi", "binning", "readout_port", "speed_index", "gain_index",
-    "clear_mode", "trigger_mode", "expose_out_mode", "frames_per_point", "num_frames",
-    "buffer_frames",
-)  # fmt: skip
+_SETTINGS_FIELDS = tuple(field.name for field in dataclasses.fields(Settings))
 _FREE_WHILE_ACQUIRING = {"stall_timeout", "temperature_setpoint", "fan_speed", "num_frames"}
 _open_devices: weakref.WeakSet = weakref.WeakSet()
 

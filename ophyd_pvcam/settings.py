@@ -221,7 +221,3 @@ class SettingsChecker:
         self.num_frames(s.num_frames)
         rows, columns = s.image_shape
         self.buffer_frames(s.buffer_frames, rows * columns * 2)
-
-    def bit_depth(self, s: Settings) -> int:
-        speed = self.caps.port(s.readout_port).speeds[s.speed_index]
-        return next(g.bit_depth for g in speed.gains if g.index == s.gain_index)

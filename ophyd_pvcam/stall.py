@@ -63,10 +63,6 @@ class StallMonitor:
     def timeout(self) -> float:
         return self._timeout
 
-    @property
-    def last_frame_age(self) -> float:
-        return time.monotonic() - self._last
-
     def start(self) -> None:
         self._last = time.monotonic()
         self._thread.start()

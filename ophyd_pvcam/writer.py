@@ -31,6 +31,13 @@ DATA_PATH = "/entry/data/data"
 ATTRIBUTES = "/entry/instrument/NDAttributes"
 FLUSH_INTERVAL_S = 0.5
 GROW_FRAMES = 256  # the dataset grows in blocks (chunks take no space until written)
+# per-frame records (and the lost frame numbers) beside the images
+RECORDS = {
+    "frame_number": np.int64,
+    "timestamp_bof": np.float64,
+    "timestamp_eof": np.float64,
+    "lost_frame_numbers": np.int64,
+}
 
 
 class FrameWriter:
@@ -62,11 +69,8 @@ class FrameWriter:
         self._file: h5py.File | None = None
         self._data: h5py.Dataset | None = None
         self._frames = 0
-        self._lost: list[int] = []
-        self._pending: dict[str, list] = {
-            name: []
-            for name in ("frame_number", "timestamp_bof", "timestamp_eof", "lost_frame_numbers")
-        }
+        self._lost = 0
+        self._pending: dict[str, list] = {name: [] for name in RECORDS}
         self._last_flush = 0.0
         self._asset_docs: list[tuple[str, dict]] = []
         self._points = 0
@@ -93,12 +97,7 @@ class FrameWriter:
                 dtype=self.dtype,
             )
             records = f.require_group(ATTRIBUTES)
-            for name, dtype in (
-                ("frame_number", np.int64),
-                ("timestamp_bof", np.float64),
-                ("timestamp_eof", np.float64),
-                ("lost_frame_numbers", np.int64),
-            ):
+            for name, dtype in RECORDS.items():
                 records.create_dataset(
                     name, shape=(0,), maxshape=(None,), chunks=(4096,), dtype=dtype
                 )
@@ -112,17 +111,9 @@ class FrameWriter:
         log.info("Writing frames to %s", self.path)
 
     @property
-    def is_open(self) -> bool:
-        return self._file is not None
-
-    @property
     def frames_written(self) -> int:
         """Rows in the dataset, placeholders included."""
         return self._frames
-
-    @property
-    def lost_frame_numbers(self) -> list[int]:
-        return list(self._lost)
 
     def append(self, pixels: np.ndarray, number: int, bof: float, eof: float) -> int:
         """Append one frame (C-contiguous, of the file's shape and dtype); returns its row."""
@@ -149,7 +140,7 @@ class FrameWriter:
 
     def record_lost(self, numbers: list[int]) -> None:
         with self._lock:
-            self._lost.extend(numbers)
+            self._lost += len(numbers)
             self._pending["lost_frame_numbers"].extend(numbers)
 
     def flush(self) -> None:
@@ -183,7 +174,7 @@ class FrameWriter:
             finally:
                 self._file.close()
                 self._file = None
-            log.info("Closed %s with %d frames (%d lost)", self.path, self._frames, len(self._lost))
+            log.info("Closed %s with %d frames (%d lost)", self.path, self._frames, self._lost)
 
     def _require_open(self) -> h5py.File:
         if self._file is None:
