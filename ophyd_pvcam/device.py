@@ -406,7 +406,7 @@ class PrimeBSI(Device):
             s = self._prepare(camera_mode)
             writer = FrameWriter(
                 self.write_path, s.image_shape, s.frames_per_point,
-                attributes=self._attributes(s, "step"),
+                attributes=self._attributes(s, "step"), device=self.name, kind="step",
             )  # fmt: skip
             writer.open()
             self._staged_writer = writer
@@ -640,8 +640,9 @@ class PrimeBSI(Device):
             s = self._prepare(camera_mode)
             period = max(s.exposure_time, self.readout_time.get())
             writer = FrameWriter(
-                self.write_path, s.image_shape, 1, attributes=self._attributes(s, "fly")
-            )
+                self.write_path, s.image_shape, 1, attributes=self._attributes(s, "fly"),
+                device=self.name, kind="fly",
+            )  # fmt: skip
             writer.open()
             self._reset_status()
             fly = _Fly(writer)

@@ -12,11 +12,11 @@ closed, when the dataset is trimmed to the frames written).
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,8 @@ from typing import Any
 import h5py
 import numpy as np
 from event_model import ComposeResource
+
+from .paths import frame_file_path
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +58,16 @@ class FrameWriter:
         frames_per_point: int = 1,
         dtype: np.dtype | str = np.uint16,
         attributes: dict[str, Any] | None = None,
+        device: str = "camera",
+        kind: str = "frames",
     ):
         self.root = Path(root).resolve()
         self.shape = tuple(int(n) for n in shape)
         self.frames_per_point = int(frames_per_point)
         self.dtype = np.dtype(dtype)
-        day = time.strftime("%Y/%m/%d")
-        self.resource_path = f"{day}/{uuid.uuid4()}.h5"
+        self.resource_path, self.run_uid = frame_file_path(self.root, device, kind)
         self.path = self.root / self.resource_path
+        self._identity = {"device": device, "kind": kind, "run_uid": self.run_uid or ""}
         self._attributes = attributes or {}
         self._lock = threading.Lock()
         self._file: h5py.File | None = None
@@ -86,7 +90,7 @@ class FrameWriter:
 
     def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        f = h5py.File(self.path, "w", libver="latest")
+        f = h5py.File(self.path, "w-", libver="latest")
         try:
             h, w = self.shape
             self._data = f.create_dataset(
@@ -101,7 +105,10 @@ class FrameWriter:
                 records.create_dataset(
                     name, shape=(0,), maxshape=(None,), chunks=(4096,), dtype=dtype
                 )
-            f["entry"].attrs["camera_settings"] = json.dumps(self._attributes, default=str)
+            entry = f["entry"]
+            entry.attrs.update(self._identity)
+            entry.attrs["created"] = datetime.datetime.now().astimezone().isoformat()
+            entry.attrs["camera_settings"] = json.dumps(self._attributes, default=str)
             f.swmr_mode = True  # after every object exists
         except BaseException:
             f.close()
