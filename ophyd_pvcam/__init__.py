@@ -5,16 +5,27 @@ from . import sim
 if sim.requested_by_environment():
     sim.load()
 
-from .camera import CameraInUseError, CameraUnavailableError
 from .catalog import CatalogError, open_catalog
 from .device import PrimeBSI
-from .stall import CameraAcquisitionError, FrameStallError, StallGuard
+from .errors import (
+    AcquisitionInterrupted,
+    CameraAcquisitionError,
+    CameraInUseError,
+    CameraLostError,
+    CameraUnavailableError,
+    DiskError,
+    FrameStallError,
+)
+from .stall import StallGuard
 
 __all__ = [
+    "AcquisitionInterrupted",
     "CameraAcquisitionError",
     "CameraInUseError",
+    "CameraLostError",
     "CameraUnavailableError",
     "CatalogError",
+    "DiskError",
     "FrameStallError",
     "PrimeBSI",
     "StallGuard",

@@ -505,10 +505,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .camera import CameraInUseError, CameraUnavailableError
     from .catalog import CatalogError
     from .config import ConfigError
-    from .stall import CameraAcquisitionError, FrameStallError
+    from .errors import (
+        CameraAcquisitionError,
+        CameraInUseError,
+        CameraUnavailableError,
+        FrameStallError,
+    )
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(

@@ -30,40 +30,18 @@ def default_catalog_path() -> Path:
     return data_root() / "catalog"
 
 
-class RunTracker:
-    """Knows the uid of the run open in this process, so frame files can be named by run.
-
-    A RunEngine document callback (``RE.subscribe(run_tracker)``; ``make_run_engine``
-    does it).  An ophyd device is never told which run it serves; like ophyd-async's
-    start-document path provider, this one learns it from the run's start document.
-    """
-
-    def __init__(self) -> None:
-        self.uid: str | None = None
-
-    def __call__(self, name: str, doc: dict) -> None:
-        if name == "start":
-            self.uid = doc["uid"]
-        elif name == "stop" and doc.get("run_start") == self.uid:
-            self.uid = None
-
-
-run_tracker = RunTracker()
-
-
-def frame_file_path(root: Path, device: str, kind: str) -> tuple[str, str | None]:
-    """A new frame file's path relative to ``root``, and the run it belongs to.
+def frame_file_path(root: Path, device: str, kind: str, uid: str | None) -> str:
+    """A new frame file's path relative to ``root``.
 
     ``YYYY/MM/DD/<run uid>/<device>_<kind>.h5`` (``_2``, ``_3``... when a run has
-    several), or ``YYYY/MM/DD/no-run-<HHMMSS>-<random>/...`` when no run is known
-    (a RunEngine without :data:`run_tracker`): a person finds a run's files by its uid.
+    several), or ``YYYY/MM/DD/no-run-<HHMMSS>-<random>/...`` outside a run: a person
+    finds a run's files by its uid.
     """
-    uid = run_tracker.uid
     day = time.strftime("%Y/%m/%d")
     folder = uid or f"no-run-{time.strftime('%H%M%S')}-{uuid.uuid4().hex[:8]}"
     stem = f"{device}_{kind}"
     for n in itertools.count(1):
         relative = f"{day}/{folder}/{stem if n == 1 else f'{stem}_{n}'}.h5"
         if not (root / relative).exists():
-            return relative, uid
+            return relative
     raise AssertionError("unreachable")

@@ -15,7 +15,7 @@ import bluesky.plan_stubs as bps
 import bluesky.plans as bp
 from bluesky.protocols import Readable
 
-from .stall import CameraAcquisitionError, FrameStallError
+from .errors import CameraAcquisitionError, FrameStallError
 
 log = logging.getLogger(__name__)
 

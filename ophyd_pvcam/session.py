@@ -14,7 +14,6 @@ from typing import Any
 from . import sim
 from .catalog import open_catalog
 from .device import PrimeBSI
-from .paths import run_tracker
 from .stall import StallGuard
 
 log = logging.getLogger(__name__)
@@ -74,7 +73,6 @@ def make_run_engine(
         catalog = open_catalog()
     engine = RunEngine(metadata or {})
     engine.subscribe(TiledWriter(catalog))
-    engine.subscribe(run_tracker)  # frame files are named by run
     engine.preprocessors.append(StallGuard())
     if progress_bar:
         engine.waiting_hook = ProgressBarManager()

@@ -8,13 +8,19 @@ whole, before an acquisition starts (before any file is created).
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .camera import Capabilities
+import numpy as np
+
+from .backend import CameraSetup, Capabilities
 
 MAX_SEQUENCE_FRAMES = 65535  # PVCAM counts sequence exposures in 16 bits
 MAX_BUFFER_BYTES = 2**32 - 1  # PVCAM's circular buffer is addressed with 32 bits
+MAX_FLY_FRAMES = 2**31 - 1  # PVCAM numbers frames with a signed 32-bit integer
+MAX_STALL_TIMEOUT_S = 86400.0
+MIN_MEMORY_BUFFER_MIB = 16
 
 
 @dataclass
@@ -33,6 +39,10 @@ class Settings:
     frames_per_point: int
     num_frames: int
     buffer_frames: int  # 0: chosen from the frame size
+    temperature_setpoint: float  # degC
+    fan_speed: str
+    stall_timeout: float  # s; 0: automatic
+    memory_buffer: int  # MiB of frames between the camera and the disk
 
     @property
     def image_shape(self) -> tuple[int, int]:
@@ -43,6 +53,27 @@ class Settings:
     @property
     def exposure_us(self) -> int:
         return round(self.exposure_time * 1e6)
+
+    @property
+    def frame_bytes(self) -> int:
+        rows, columns = self.image_shape
+        return rows * columns * 2
+
+    def camera_setup(self, trigger_mode: str) -> CameraSetup:
+        """What the camera needs, with the trigger mode the acquisition uses."""
+        return CameraSetup(
+            exposure_us=self.exposure_us,
+            roi=tuple(self.roi),
+            binning=self.binning,
+            readout_port=self.readout_port,
+            speed_index=self.speed_index,
+            gain_index=self.gain_index,
+            clear_mode=self.clear_mode,
+            trigger_mode=trigger_mode,
+            expose_out_mode=self.expose_out_mode,
+            temperature_setpoint=self.temperature_setpoint,
+            fan_speed=self.fan_speed,
+        )
 
 
 def _choice(name: str, value, options: Mapping[str, int]) -> str:
@@ -56,14 +87,32 @@ def _choice(name: str, value, options: Mapping[str, int]) -> str:
     raise ValueError(f"{name}={value!r} is not offered by this camera; choose one of {allowed}")
 
 
-def _integer(name: str, value, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
-        raise ValueError(f"{name}={value!r} must be an integer")
+def _integer(name: str, value, low: int, high: int, unit: str = "") -> int:
+    bounds = f"{low}..{high}{unit}"
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.integer, np.floating))
+        or not math.isfinite(value)
+        or value != int(value)
+    ):
+        raise ValueError(f"{name}={value!r} must be an integer in the range {bounds}")
     value = int(value)
-    if value < low or (high is not None and value > high):
-        bounds = f"{low}..{high}" if high is not None else f">= {low}"
+    if not low <= value <= high:
         raise ValueError(f"{name}={value} is outside the allowed range {bounds}")
     return value
+
+
+def _number(name: str, value, low: float, high: float, unit: str) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.integer, np.floating))
+        or not math.isfinite(value)
+        or not low <= value <= high
+    ):
+        raise ValueError(
+            f"{name}={value!r} {unit} is outside the allowed range {low:g}..{high:g} {unit}"
+        )
+    return float(value)
 
 
 class SettingsChecker:
@@ -78,7 +127,7 @@ class SettingsChecker:
         high = self.caps.max_exposure_s
         if (
             isinstance(value, bool)
-            or not isinstance(value, (int, float))
+            or not isinstance(value, (int, float, np.integer, np.floating))
             or not math.isfinite(value)
             or value <= 0
             or value > high
@@ -97,7 +146,7 @@ class SettingsChecker:
             x, y, width, height = (int(v) for v in value)
             if any(int(v) != v for v in value):
                 raise ValueError
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ValueError(
                 f"roi={value!r} must be four integers (x, y, width, height) in unbinned pixels"
             ) from None
@@ -138,7 +187,7 @@ class SettingsChecker:
 
     def speed_index(self, value, port: str) -> int:
         speeds = self.caps.port(port).speeds
-        index = _integer("speed_index", value, 0)
+        index = _integer("speed_index", value, 0, 2**15)
         if index >= len(speeds):
             table = ", ".join(f"{s.index} ({s.name})" for s in speeds)
             raise ValueError(
@@ -148,7 +197,7 @@ class SettingsChecker:
 
     def gain_index(self, value, port: str, speed: int) -> int:
         gains = self.caps.port(port).speeds[speed].gains
-        index = _integer("gain_index", value, 0)
+        index = _integer("gain_index", value, 0, 2**15)
         if index not in [g.index for g in gains]:
             table = ", ".join(f"{g.index} ({g.name}, {g.bit_depth}-bit)" for g in gains)
             raise ValueError(
@@ -171,38 +220,36 @@ class SettingsChecker:
 
     def temperature_setpoint(self, value) -> float:
         low, high = self.caps.temperature_setpoint_range
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not low <= value <= high
-        ):
-            raise ValueError(
-                f"temperature_setpoint={value!r} degC is outside the allowed range "
-                f"{low:g}..{high:g} degC"
-            )
-        return float(value)
+        return _number("temperature_setpoint", value, low, high, "degC")
 
     def frames_per_point(self, value) -> int:
         return _integer("frames_per_point", value, 1, MAX_SEQUENCE_FRAMES)
 
     def num_frames(self, value) -> int:
-        return _integer("num_frames", value, 0)
+        return _integer("num_frames", value, 0, MAX_FLY_FRAMES)
 
     def buffer_frames(self, value, frame_bytes: int) -> int:
         most = max(2, MAX_BUFFER_BYTES // frame_bytes)
         value = _integer("buffer_frames", value, 0, most)
         if value == 1:
-            raise ValueError("buffer_frames=1 is too small: use 0 (automatic) or at least 2")
+            raise ValueError("buffer_frames=1 is too small: use 0 (automatic) or 2.." + str(most))
         return value
 
     def stall_timeout(self, value) -> float:
         if value is None:
             return 0.0
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        return _number("stall_timeout", value, 0, MAX_STALL_TIMEOUT_S, "s (0: automatic)")
+
+    def memory_buffer(self, value, frame_bytes: int = 0) -> int:
+        """MiB of memory for frames waiting for the disk: at most half the memory
+        available now, so the machine never swaps for it."""
+        most = max(MIN_MEMORY_BUFFER_MIB, available_memory_mib() // 2)
+        value = _integer("memory_buffer", value, MIN_MEMORY_BUFFER_MIB, most, " MiB")
+        if frame_bytes and (value << 20) < 2 * frame_bytes:
             raise ValueError(
-                f"stall_timeout={value!r} s must be a number of seconds > 0, or 0 for automatic"
+                f"memory_buffer={value} MiB cannot hold two {frame_bytes / 2**20:.1f} MiB frames"
             )
-        return float(value)
+        return value
 
     # everything together --------------------------------------------------------
 
@@ -219,5 +266,20 @@ class SettingsChecker:
         self.expose_out_mode(s.expose_out_mode)
         self.frames_per_point(s.frames_per_point)
         self.num_frames(s.num_frames)
-        rows, columns = s.image_shape
-        self.buffer_frames(s.buffer_frames, rows * columns * 2)
+        self.buffer_frames(s.buffer_frames, s.frame_bytes)
+        self.temperature_setpoint(s.temperature_setpoint)
+        self.fan_speed(s.fan_speed)
+        self.stall_timeout(s.stall_timeout)
+        self.memory_buffer(s.memory_buffer, s.frame_bytes)
+
+
+def available_memory_mib() -> int:
+    """Memory the kernel could give us now (MemAvailable), in MiB."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20

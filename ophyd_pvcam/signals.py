@@ -5,59 +5,83 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
+import numpy as np
 from ophyd import Signal, SignalRO
-from ophyd.status import DeviceStatus
+from ophyd.status import DeviceStatus, Status
+
+
+class SettingChecker(Protocol):
+    """Checks a setting's new value (raising ``ValueError`` that names the setting, the
+    value and what is allowed) and is told once it is stored."""
+
+    def check(self, attr: str, value: Any) -> Any: ...
+    def changed(self, attr: str) -> None: ...
 
 
 class SettingSignal(Signal):
-    """A camera setting in engineering units, checked by the device when set.
+    """A camera setting in engineering units, checked when set, before anything starts.
 
-    The device's ``_check_setting(attr, value)`` returns the value to store or
-    raises ``ValueError`` naming the value and what is allowed, so a bad value
-    fails at ``set()``/``put()`` time, before anything starts.
+    The device injects its checker (``signal.checker = ...``); ``set`` checks in the
+    caller's thread and stores at once (a setting is not a motion: there is nothing
+    to wait for), returning a finished status.
     """
 
+    checker: SettingChecker | None = None
+
     def put(self, value, *, force: bool = False, **kwargs):
-        if force:  # the device itself, storing a value it computed
+        if force or self.checker is None:  # the device itself, storing a value it computed
             super().put(value, force=True, **kwargs)
             return
-        value = self.parent._check_setting(self.attr_name, value)
+        value = self.checker.check(self.attr_name, value)
         super().put(value, force=True, **kwargs)
-        self.parent._setting_changed(self.attr_name)
+        self.checker.changed(self.attr_name)
 
     def set(self, value, **kwargs):
-        value = self.parent._check_setting(self.attr_name, value)  # fail here, not in a thread
-        return super().set(value, **kwargs)
+        self.put(value)
+        status = Status(self)
+        status.set_finished()
+        return status
 
 
 class ReadOnlySignal(SignalRO):
     """A value the device reports (frames acquired, stalled, identity...)."""
 
-    def update(self, value: Any) -> None:
-        Signal.put(self, value, force=True)
-
-
-class LiveSignal(SignalRO):
-    """A read-only value fetched from the camera on every read (temperature)."""
-
-    def __init__(self, *args, reader: Callable[[Any], Any], **kwargs):
-        super().__init__(*args, **kwargs)
-        self._reader = reader
-
-    def get(self, **kwargs):
-        value = self._reader(self.parent)
-        Signal.put(self, value, force=True)
-        return value
-
-
-class ImageSignal(Signal):
-    """Holds the datum id of the frames of the last point; describes the image."""
+    def update(self, value: Any, timestamp: float | None = None) -> None:
+        Signal.put(self, value, force=True, timestamp=timestamp)
 
     def describe(self):
         description = super().describe()
-        description[self.name].update(self.parent._image_description())
+        if isinstance(self._readback, bool):  # ophyd would call it an integer
+            description[self.name].update(dtype="boolean", dtype_numpy=np.dtype(bool).str)
+        return description
+
+
+class LiveSignal(ReadOnlySignal):
+    """A read-only value fetched on every read (temperature: the device decides whether
+    that means asking the camera or the last value it read, with its time)."""
+
+    def __init__(self, *args, reader: Callable[[], tuple[Any, float]] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.reader = reader
+
+    def get(self, **kwargs):
+        if self.reader is not None:
+            value, timestamp = self.reader()
+            self.update(value, timestamp)
+        return super().get(**kwargs)
+
+
+class ImageSignal(ReadOnlySignal):
+    """Holds the datum id of the frames of the last point; describes the image."""
+
+    describer: Callable[[], dict[str, Any]] | None = None
+
+    def describe(self):
+        description = super().describe()
+        if self.describer is not None:
+            description[self.name].update(self.describer())
         return description
 
 

@@ -27,74 +27,86 @@ from typing import Any
 
 from bluesky.utils import FailedStatus, Msg
 
+from .errors import FrameStallError
+
 log = logging.getLogger(__name__)
 
 
-class FrameStallError(RuntimeError):
-    """Frames stopped arriving from the camera; the message is a diagnosis."""
-
-    def __init__(self, message: str, details: dict[str, Any] | None = None):
-        super().__init__(message)
-        self.details = details or {}
-
-
-class CameraAcquisitionError(RuntimeError):
-    """The camera reported a failure (readout failure, disconnect, ...)."""
-
-
 class StallMonitor:
-    """Calls ``on_stall(seconds_since_last_frame)`` once if frames stop.
+    """A camera's watchdog: calls ``on_stall(seconds_since_last_frame)`` once if no frame
+    arrives within the timeout while it is armed.
 
-    The acquisition thread calls :meth:`feed` for every frame; the watchdog
-    sleeps until the current deadline, so it costs nothing per frame.
+    One thread per camera, armed only while frames are due (a fly scan, a step point
+    waiting for its frames) and asleep otherwise.  The owner thread calls :meth:`feed`
+    for every frame; that is one attribute write, so it costs nothing per frame.
     """
 
-    def __init__(self, timeout: float, on_stall: Callable[[float], None], name: str = "camera"):
-        self._timeout = float(timeout)
-        self._on_stall = on_stall
-        self._last = time.monotonic()
+    def __init__(self, name: str = "camera"):
         self._condition = threading.Condition()
-        self._stopped = False
-        self._thread = threading.Thread(
-            target=self._watch, name=f"{name}-stall-monitor", daemon=True
-        )
-
-    @property
-    def timeout(self) -> float:
-        return self._timeout
-
-    def start(self) -> None:
+        self._armed: tuple[int, float, Callable[[float], None]] | None = None
+        self._token = 0
         self._last = time.monotonic()
+        self._closed = False
+        self._thread = threading.Thread(target=self._watch, name=f"{name}-stall", daemon=True)
         self._thread.start()
+
+    def arm(self, timeout: float, on_stall: Callable[[float], None]) -> int:
+        """Start watching (the clock starts now); returns a token for :meth:`disarm`."""
+        with self._condition:
+            self._token += 1
+            self._armed = (self._token, float(timeout), on_stall)
+            self._last = time.monotonic()
+            self._condition.notify_all()
+            return self._token
 
     def feed(self) -> None:
         self._last = time.monotonic()
 
     def set_timeout(self, timeout: float) -> None:
         with self._condition:
-            self._timeout = float(timeout)
-            self._condition.notify_all()
+            if self._armed is not None:
+                token, _, on_stall = self._armed
+                self._armed = (token, float(timeout), on_stall)
+                self._condition.notify_all()
 
-    def stop(self) -> None:
-        """Stand down (never blocks: the watchdog may be busy reporting a stall)."""
+    @property
+    def timeout(self) -> float | None:
+        armed = self._armed
+        return None if armed is None else armed[1]
+
+    def disarm(self, token: int | None = None) -> None:
+        """Stop watching (only if ``token`` is still the current arming, when given)."""
         with self._condition:
-            self._stopped = True
+            if self._armed is not None and token in (None, self._armed[0]):
+                self._armed = None
+                self._condition.notify_all()
+
+    def close(self) -> None:
+        with self._condition:
+            self._closed = True
+            self._armed = None
             self._condition.notify_all()
 
     def _watch(self) -> None:
-        with self._condition:
-            while not self._stopped:
-                age = time.monotonic() - self._last
-                if age >= self._timeout:
-                    break
-                self._condition.wait(self._timeout - age)
-            else:
-                return
-        log.warning("No frame for %.2f s (stall timeout %.2f s)", age, self._timeout)
-        try:
-            self._on_stall(age)
-        except Exception:
-            log.exception("Stall handler failed")
+        while True:
+            with self._condition:
+                while True:
+                    if self._closed:
+                        return
+                    if self._armed is None:
+                        self._condition.wait()
+                        continue
+                    _, timeout, on_stall = self._armed
+                    age = time.monotonic() - self._last
+                    if age >= timeout:
+                        self._armed = None  # fires once per arming
+                        break
+                    self._condition.wait(timeout - age)
+            log.warning("No frame for %.2f s (stall timeout %.2f s)", age, timeout)
+            try:
+                on_stall(age)
+            except Exception:
+                log.exception("Stall handler failed")
 
 
 # ---- failing the plan ---------------------------------------------------------
@@ -103,7 +115,8 @@ _listeners: weakref.WeakSet = weakref.WeakSet()
 
 
 def announce_stall(device: Any, error: FrameStallError) -> None:
-    """Called by a device when it stalls: every guard watching it reacts."""
+    """Called by a device whose stall no status of its carries (nothing of the plan's
+    waits on the camera): every guard watching it throws it into its plan."""
     for listener in list(_listeners):
         listener.stalled(device, error)
 
@@ -111,11 +124,16 @@ def announce_stall(device: Any, error: FrameStallError) -> None:
 class StallGuard:
     """A RunEngine preprocessor that fails a plan as soon as a camera it uses stalls.
 
-    Install once: ``RE.preprocessors.append(StallGuard())``.  While a camera
-    of the plan is acquiring, the plan's ``sleep`` and ``wait`` messages are
-    raced against a stall, so a plan that kicked off a fly scan and then
-    sleeps or moves other devices fails within the stall timeout, not when
-    it next looks at the camera.
+    Install once: ``RE.preprocessors.append(StallGuard())``.  A stall reaches the
+    plan exactly once, by one of two ways:
+
+    - the plan waits on the camera (a trigger, a complete): its status fails with
+      :class:`FrameStallError`, and the guard re-raises that error in place of
+      bluesky's generic ``FailedStatus``.  These waits are left to the RunEngine,
+      so its progress bars are drawn;
+    - the plan sleeps, or waits on other devices, while a camera acquires: the guard
+      races that wait against a stall (and against any of the plan's camera statuses
+      failing) and throws the stall into the plan the moment it happens.
     """
 
     def __init__(self) -> None:
@@ -147,7 +165,7 @@ def _is_camera(obj: Any) -> bool:
 
 
 class _GuardedRun:
-    """The state of one guarded plan: the cameras it used, and the stall if any."""
+    """The state of one guarded plan: its cameras, their statuses, the stall if any."""
 
     def __init__(self, guard: StallGuard):
         self._guard = guard
@@ -155,23 +173,31 @@ class _GuardedRun:
         self._pending: FrameStallError | None = None
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = []
         self._lock = threading.Lock()
-        self._statuses: dict[Any, list] = defaultdict(list)
+        self._groups: dict[Any, list] = defaultdict(list)  # every status, by group
+        self._camera_statuses: list = []  # statuses of our cameras, not yet done
 
     # called from the device's thread
     def stalled(self, device: Any, error: FrameStallError) -> None:
         if device not in self._cameras:
             return
         with self._lock:
-            self._pending = error  # the newest stall, until it is thrown into the plan
+            self._pending = error  # until it is thrown into the plan
+        self._wake()
+
+    def _wake(self) -> None:
+        with self._lock:
             waiters, self._waiters = self._waiters, []
         for loop, future in waiters:
             loop.call_soon_threadsafe(_resolve, future)
 
     def _armed(self) -> bool:
-        return any(camera.acquiring for camera in list(self._cameras))
+        return any(camera.acquiring for camera in list(self._cameras)) or any(
+            not status.done for status in self._camera_statuses
+        )
 
     def _race(self, awaitable_factory: Callable[[], Any]) -> Callable[[], Any]:
-        """An awaitable factory for ``wait_for``: the plan's own wait, or the stall."""
+        """An awaitable factory for ``wait_for``: the plan's own wait, or a stall, or one
+        of the plan's camera statuses failing (the RunEngine then raises it)."""
 
         async def race() -> None:
             loop = asyncio.get_running_loop()
@@ -190,8 +216,14 @@ class _GuardedRun:
 
         return race
 
+    def _watch(self, status: Any) -> None:
+        """A camera status of the plan: a failure ends any race at once."""
+        self._camera_statuses = [s for s in self._camera_statuses if not s.done]
+        self._camera_statuses.append(status)
+        status.add_callback(lambda s: None if s.success else self._wake())
+
     def _group_done(self, group: Any) -> Callable[[], Any]:
-        statuses = list(self._statuses.get(group, ()))
+        statuses = list(self._groups.get(group, ()))
 
         async def done() -> None:
             loop = asyncio.get_running_loop()
@@ -209,7 +241,9 @@ class _GuardedRun:
         """A stall not yet thrown into the plan (each stall is thrown once)."""
         with self._lock:
             error, self._pending = self._pending, None
-            return error
+        if error is not None:
+            error.delivered = True  # the camera need not fail a later complete() with it
+        return error
 
     def run(self, plan) -> Generator[Msg, Any, Any]:
         self._guard._register(self)
@@ -223,7 +257,8 @@ class _GuardedRun:
                 except StopIteration as stop:
                     return stop.value
                 error, response = None, None
-                if msg.obj is not None and _is_camera(msg.obj):
+                camera = msg.obj is not None and _is_camera(msg.obj)
+                if camera:
                     self._cameras.add(msg.obj)
                 try:
                     if self._guards(msg):
@@ -232,8 +267,12 @@ class _GuardedRun:
                         response = yield msg
                     if msg.command in _STATUS_COMMANDS and hasattr(response, "add_callback"):
                         group = msg.kwargs.get("group")
-                        pending = [s for s in self._statuses[group] if not s.done]
-                        self._statuses[group] = [*pending, response]
+                        pending = [s for s in self._groups[group] if not s.done]
+                        self._groups[group] = [*pending, response]
+                        if camera:
+                            self._watch(response)
+                    if msg.command == "wait":
+                        self._groups.pop(msg.kwargs.get("group"), None)
                 except FailedStatus as failed:
                     error = self._undelivered_stall() or self._camera_cause(failed)
                     continue
@@ -258,8 +297,13 @@ class _GuardedRun:
         if msg.command == "sleep":
             return self._armed()
         if msg.command == "wait":
-            # a wait with its own timeout keeps the RunEngine's semantics
-            return not (msg.kwargs.get("timeout") or msg.kwargs.get("move_on")) and self._armed()
+            if msg.kwargs.get("timeout") or msg.kwargs.get("move_on"):
+                return False  # a wait with its own timeout keeps the RunEngine's semantics
+            group = msg.kwargs.get("group")
+            ours = any(s in self._camera_statuses for s in self._groups.get(group, ()))
+            # a wait on the camera is the RunEngine's (progress bars; the status fails
+            # with the stall); a wait on anything else is raced against a stall
+            return not ours and self._armed()
         return False
 
     def _guarded(self, msg: Msg) -> Generator[Msg, Any, Any]:
@@ -275,7 +319,6 @@ class _GuardedRun:
         stall = self._undelivered_stall()
         if stall is not None:
             raise stall
-        self._statuses.pop(group, None)
         return (yield msg)  # all done now: the RunEngine's own bookkeeping
 
 

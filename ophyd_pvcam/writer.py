@@ -1,96 +1,83 @@
-"""HDF5 files in the AD_HDF5 layout, and the Resource/Datum documents that point at them.
+"""Frames into one HDF5 file in the AD_HDF5 layout, on a thread of their own.
 
-One file holds one dataset ``/entry/data/data`` of shape (frames, height,
-width), one chunk per frame, so ``area-detector-handlers``' AD_HDF5 handler
-and tiled read it directly.  Beside it, ``/entry/instrument/NDAttributes``
-holds per-frame records (the camera's frame number, its BOF/EOF times) and
-the frame numbers known to be lost, so a reader can always tell what is
-missing.  The file is written in SWMR mode: another process can read it while
-it grows (rows beyond ``frames_written`` are unwritten space until the file is
-closed, when the dataset is trimmed to the frames written).
+``/entry/data/data`` (rows, height, width), one chunk per frame, is what the run's
+datums point at: ``area-detector-handlers``' AD_HDF5 handler and tiled read it
+directly.  ``/entry/instrument/NDAttributes`` holds one record per row (the camera's
+frame number, its begin/end-of-frame times, the wall-clock time) and the numbers of
+frames known to be lost, so a reader can always tell what is missing.  The file is
+written in SWMR mode: another process can read it while it grows.
+
+The run and the file agree at the end: :meth:`FrameWriter.close` keeps exactly the
+rows the run references in ``/entry/data/data``; rows it does not (the frames of a
+step point that never completed, frames acquired after a fly scan's last collect)
+move to ``/entry/data/unreferenced``, with their frame numbers, so nothing the camera
+delivered disappears and nothing the run cannot describe is left where it reads.
 """
 
 from __future__ import annotations
 
 import datetime
+import errno
 import json
 import logging
+import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
-from event_model import ComposeResource
 
-from .paths import frame_file_path
+from .errors import DiskError
+from .memory import FrameQueue
 
 log = logging.getLogger(__name__)
 
 DATA_PATH = "/entry/data/data"
+UNREFERENCED_PATH = "/entry/data/unreferenced"
 ATTRIBUTES = "/entry/instrument/NDAttributes"
 FLUSH_INTERVAL_S = 0.5
 GROW_FRAMES = 256  # the dataset grows in blocks (chunks take no space until written)
-# per-frame records (and the lost frame numbers) beside the images
-RECORDS = {
+RECORDS = {  # per-row records beside the images
     "frame_number": np.int64,
-    "timestamp_bof": np.float64,
+    "timestamp_bof": np.float64,  # camera clock, s
     "timestamp_eof": np.float64,
-    "lost_frame_numbers": np.int64,
+    "frame_time": np.float64,  # wall clock, s since the epoch
+    "lost_before": np.int64,  # frames lost just before this one
 }
+LOST_NUMBERS = "lost_frame_numbers"
 
 
-class FrameWriter:
-    """Appends frames to one SWMR HDF5 file and describes them as documents.
+@dataclass(frozen=True)
+class Row:
+    """One frame for the writer: where it goes and what to record beside it."""
 
-    ``frames_per_point`` frames make one datum (a step-scan point, or one
-    frame of a fly scan).  Frames lost inside a point are written as zero
-    placeholders, so later points stay where the datums say they are; they
-    are listed as lost in the file.
+    row: int
+    number: int
+    bof: float
+    eof: float
+    time: float
+    lost_before: int
+
+
+class FrameFile:
+    """One SWMR HDF5 file: create, write rows, flush, close keeping the referenced rows.
+
+    Used from one thread at a time (the writer's); not thread-safe by itself.
     """
 
-    def __init__(
-        self,
-        root: Path,
-        shape: tuple[int, int],
-        frames_per_point: int = 1,
-        dtype: np.dtype | str = np.uint16,
-        attributes: dict[str, Any] | None = None,
-        device: str = "camera",
-        kind: str = "frames",
-    ):
-        self.root = Path(root).resolve()
+    def __init__(self, path: Path, shape: tuple[int, int], attributes: dict[str, Any]):
+        self.path = path
         self.shape = tuple(int(n) for n in shape)
-        self.frames_per_point = int(frames_per_point)
-        self.dtype = np.dtype(dtype)
-        self.resource_path, self.run_uid = frame_file_path(self.root, device, kind)
-        self.path = self.root / self.resource_path
-        self._identity = {"device": device, "kind": kind, "run_uid": self.run_uid or ""}
-        self._attributes = attributes or {}
-        self._lock = threading.Lock()
-        self._file: h5py.File | None = None
-        self._data: h5py.Dataset | None = None
-        self._frames = 0
-        self._lost = 0
-        self._pending: dict[str, list] = {name: [] for name in RECORDS}
-        self._last_flush = 0.0
-        self._asset_docs: list[tuple[str, dict]] = []
-        self._points = 0
-        bundle = ComposeResource(start=None)(
-            spec="AD_HDF5",
-            root=str(self.root),
-            resource_path=self.resource_path,
-            resource_kwargs={"frame_per_point": self.frames_per_point},
-        )
-        self._resource, self._compose_datum = bundle.resource_doc, bundle.compose_datum
-
-    # ---- file ---------------------------------------------------------------
-
-    def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        f = h5py.File(self.path, "w-", libver="latest")
+        self._records = {name: np.zeros(GROW_FRAMES, dtype) for name, dtype in RECORDS.items()}
+        self.rows = 0  # rows written (the highest written + 1)
+        self._flushed = 0  # records on disk up to here
+        self._dirty_from = 0  # records changed since the last flush start here
+        path.parent.mkdir(parents=True, exist_ok=True)
+        f = h5py.File(path, "w-", libver="latest")
         try:
             h, w = self.shape
             self._data = f.create_dataset(
@@ -98,114 +85,218 @@ class FrameWriter:
                 shape=(0, h, w),
                 maxshape=(None, h, w),
                 chunks=(1, h, w),
-                dtype=self.dtype,
+                dtype=np.uint16,
             )
             records = f.require_group(ATTRIBUTES)
-            for name, dtype in RECORDS.items():
+            for name, dtype in (*RECORDS.items(), (LOST_NUMBERS, np.int64)):
                 records.create_dataset(
                     name, shape=(0,), maxshape=(None,), chunks=(4096,), dtype=dtype
                 )
             entry = f["entry"]
-            entry.attrs.update(self._identity)
             entry.attrs["created"] = datetime.datetime.now().astimezone().isoformat()
-            entry.attrs["camera_settings"] = json.dumps(self._attributes, default=str)
+            for key, value in attributes.items():
+                entry.attrs[key] = value if isinstance(value, str) else json.dumps(value)
             f.swmr_mode = True  # after every object exists
         except BaseException:
             f.close()
+            path.unlink(missing_ok=True)
             raise
-        self._file = f
-        self._last_flush = time.monotonic()
-        log.info("Writing frames to %s", self.path)
+        self._file: h5py.File | None = f
+        self._lost: list[int] = []
 
-    @property
-    def frames_written(self) -> int:
-        """Rows in the dataset, placeholders included."""
-        return self._frames
+    def write(self, row: Row, pixels: np.ndarray) -> None:
+        data = self._data
+        if row.row >= data.shape[0]:  # resizing per frame would cost more than the frame
+            data.resize(row.row + GROW_FRAMES, axis=0)
+        data.id.write_direct_chunk((row.row, 0, 0), np.ascontiguousarray(pixels, np.uint16))
+        if row.row >= len(self._records["frame_number"]):
+            for name, values in self._records.items():
+                self._records[name] = np.resize(values, 2 * (row.row + 1))
+        values = (row.number, row.bof, row.eof, row.time, row.lost_before)
+        for name, value in zip(RECORDS, values, strict=True):
+            self._records[name][row.row] = value
+        self._dirty_from = min(self._dirty_from, row.row)
+        self.rows = max(self.rows, row.row + 1)
 
-    def append(self, pixels: np.ndarray, number: int, bof: float, eof: float) -> int:
-        """Append one frame (C-contiguous, of the file's shape and dtype); returns its row."""
-        with self._lock:
-            self._require_open()
-            row = self._frames
-            data = self._data
-            if row >= data.shape[0]:  # resizing per frame would cost more than the frame
-                data.resize(row + GROW_FRAMES, axis=0)
-            data.id.write_direct_chunk((row, 0, 0), np.ascontiguousarray(pixels, self.dtype))
-            self._pending["frame_number"].append(number)
-            self._pending["timestamp_bof"].append(bof)
-            self._pending["timestamp_eof"].append(eof)
-            self._frames = row + 1
-            if time.monotonic() - self._last_flush >= FLUSH_INTERVAL_S:
-                self._flush_locked()
-            return row
-
-    def append_placeholder(self, number: int) -> int:
-        """Stand in for a lost frame inside a point with zeros; record it lost."""
-        row = self.append(np.zeros(self.shape, self.dtype), 0, np.nan, np.nan)
-        self.record_lost([number])
-        return row
-
-    def record_lost(self, numbers: list[int]) -> None:
-        with self._lock:
-            self._lost += len(numbers)
-            self._pending["lost_frame_numbers"].extend(numbers)
+    def record_lost(self, numbers: list[int], reasons: dict[str, int]) -> None:
+        """The numbers of frames known lost, and how many for each reason (at close)."""
+        self._lost.extend(numbers)
+        if self._file is not None:
+            self._file["entry"].attrs["lost_frames"] = json.dumps(reasons)
 
     def flush(self) -> None:
-        """Make everything appended so far visible to readers."""
-        with self._lock:
-            if self._file is not None:
-                self._flush_locked()
-
-    def _flush_locked(self) -> None:
-        # per-frame records are written in batches: resizing four small
-        # datasets per frame would cost more than the frame itself
+        """Make everything written so far visible to readers (records are written in
+        batches: resizing four small datasets per frame would cost more than a frame)."""
         records = self._file[ATTRIBUTES]
-        for name, values in self._pending.items():
-            if values:
-                dataset = records[name]
-                start = dataset.shape[0]
-                dataset.resize(start + len(values), axis=0)
-                dataset[start:] = values
-                values.clear()
+        start = min(self._dirty_from, self._flushed)
+        for name in RECORDS:
+            dataset = records[name]
+            if dataset.shape[0] != self.rows:
+                dataset.resize(self.rows, axis=0)
+            if self.rows > start:
+                dataset[start : self.rows] = self._records[name][start : self.rows]
+        if self._lost:
+            dataset = records[LOST_NUMBERS]
+            begin = dataset.shape[0]
+            dataset.resize(begin + len(self._lost), axis=0)
+            dataset[begin:] = self._lost
+            self._lost.clear()
         self._file.flush()
-        self._last_flush = time.monotonic()
+        self._flushed = self._dirty_from = self.rows
 
-    def close(self) -> None:
-        """Flush and close (idempotent): the file is complete and readable after this."""
-        with self._lock:
-            if self._file is None:
-                return
-            try:
-                self._data.resize(self._frames, axis=0)  # drop the unused end of the last block
-                self._flush_locked()
-            finally:
-                self._file.close()
-                self._file = None
-            log.info("Closed %s with %d frames (%d lost)", self.path, self._frames, self._lost)
-
-    def _require_open(self) -> h5py.File:
+    def close(self, keep: int) -> int:
+        """Keep the first ``keep`` rows where the run reads them; move the rest to
+        ``unreferenced``.  Returns how many were moved.  Idempotent."""
         if self._file is None:
-            raise RuntimeError(f"{self.path} is not open for writing")
-        return self._file
+            return 0
+        moved = max(0, self.rows - keep)
+        try:
+            if moved:
+                self._move_unreferenced(keep)
+            self.rows = min(self.rows, keep)
+            self._data.resize(self.rows, axis=0)  # drop the unused end of the last block
+            self.flush()
+        finally:
+            self._file.close()
+            self._file = None
+        return moved
 
-    # ---- documents ------------------------------------------------------------
+    def _move_unreferenced(self, keep: int) -> None:
+        h, w = self.shape
+        extra = self._data[keep : self.rows]
+        self._file.create_dataset(
+            UNREFERENCED_PATH, data=extra, chunks=(1, h, w), maxshape=(None, h, w)
+        )
+        numbers = self._records["frame_number"][keep : self.rows]
+        self._file[ATTRIBUTES].create_dataset("unreferenced_frame_numbers", data=numbers)
+        self._file.flush()
 
-    def add_point(self) -> str:
-        """Declare the next ``frames_per_point`` rows as one datum; returns its id."""
-        with self._lock:
-            if self._points == 0:
-                self._asset_docs.append(("resource", self._resource))
-            datum = self._compose_datum(datum_kwargs={"point_number": self._points}, validate=False)
-            self._points += 1
-            self._asset_docs.append(("datum", datum))
-            return datum["datum_id"]
+    @property
+    def closed(self) -> bool:
+        return self._file is None
 
-    def datum_id(self, point: int) -> str:
-        """The id of the datum :meth:`add_point` made (or will make) for ``point``."""
-        return f"{self._resource['uid']}/{point}"
 
-    def collect_asset_docs(self) -> Iterator[tuple[str, dict]]:
-        """Yield (and forget) the Resource and Datum documents not yet handed over."""
-        with self._lock:
-            docs, self._asset_docs = self._asset_docs, []
-        yield from docs
+class FrameWriter:
+    """Drains a :class:`~ophyd_pvcam.memory.FrameQueue` into a :class:`FrameFile`.
+
+    The owner thread submits frames (:meth:`submit`); this thread writes them in order and
+    flushes at least every half second, and as soon as the queue is empty after
+    :meth:`flush_soon`.  ``on_progress(processed, flushed)`` (called from this thread)
+    reports how many submitted frames are written, and how many of those are flushed:
+    a step point is done when its last frame is flushed.  A failed write (a full disk)
+    becomes :attr:`error`, a :class:`DiskError` naming the folder and its free space;
+    frames after it are released unwritten (the session counts them lost).
+    """
+
+    def __init__(
+        self,
+        file: FrameFile,
+        queue: FrameQueue,
+        on_progress: Callable[[int, int], None],
+        on_row: Callable[[Row, np.ndarray], None] | None = None,
+        name: str = "camera",
+    ):
+        self.file = file
+        self._queue = queue
+        self._on_progress = on_progress
+        self._on_row = on_row
+        self._condition = threading.Condition()
+        self.submitted = 0  # by the owner thread
+        self.processed = 0  # by this thread: written, or dropped after an error
+        self.flushed = 0  # processed frames known to be on disk
+        self.error: DiskError | None = None
+        self._flush_requested = False
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name=f"{name}-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, slot: int, row: Row) -> int:
+        """Queue a filled slot; returns its sequence number (1, 2, ...)."""
+        self.submitted += 1
+        self._queue.put(slot, row)
+        return self.submitted
+
+    def flush_soon(self) -> None:
+        """Flush as soon as the frames submitted so far are written."""
+        self._flush_requested = True
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until everything submitted is written and flushed (or failed)."""
+        self.flush_soon()
+        deadline = time.monotonic() + timeout
+        with self._condition:
+            while self.flushed < self.submitted and self.error is None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._thread.is_alive():
+                    return False
+                self._condition.wait(min(remaining, 0.1))
+        return True
+
+    def stop(self, timeout: float) -> bool:
+        """Write and flush what is queued, then end; False if that took too long."""
+        with self._condition:
+            self._stop = True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _run(self) -> None:
+        last_flush = time.monotonic()
+        while True:
+            item = self._queue.get(0.1)
+            if item is not None:
+                slot, row = item
+                try:
+                    self._write(row, self._queue.buffer(slot))
+                finally:
+                    self._queue.release(slot)
+                self.processed += 1
+            idle = self._queue.depth == 0
+            now = time.monotonic()
+            if now - last_flush >= FLUSH_INTERVAL_S or (self._flush_requested and idle):
+                self._flush_requested = False
+                self._flush()
+                last_flush = now
+            if item is not None or idle:
+                self._on_progress(self.processed, self.flushed)
+            with self._condition:
+                self._condition.notify_all()
+                if self._stop and idle and self.processed >= self.submitted:
+                    break
+        self._flush()
+        self._on_progress(self.processed, self.flushed)
+        with self._condition:
+            self._condition.notify_all()
+
+    def _flush(self) -> None:
+        if self.error is None:
+            try:
+                self.file.flush()
+            except (OSError, RuntimeError) as error:
+                self._fail(error)
+                return
+        self.flushed = self.processed
+
+    def _write(self, row: Row, pixels: np.ndarray) -> None:
+        if self.error is not None:
+            return  # counted lost by the session
+        try:
+            self.file.write(row, pixels)
+        except (OSError, RuntimeError) as error:
+            self._fail(error)
+            return
+        if self._on_row is not None:
+            self._on_row(row, pixels)
+
+    def _fail(self, error: BaseException) -> None:
+        folder = self.file.path.parent
+        try:
+            free = f"{shutil.disk_usage(folder).free / 2**20:.0f} MiB free"
+        except OSError:
+            free = "free space unknown"
+        full = isinstance(error, OSError) and error.errno == errno.ENOSPC
+        what = "the disk is full" if full or "space" in str(error).lower() else str(error)
+        self.error = DiskError(
+            f"cannot write frames to {folder} ({free}): {what}; the {self.file.rows} "
+            "frames written before are kept"
+        )
+        log.error("%s", self.error)

@@ -109,11 +109,9 @@ def RE(catalog):
     from bluesky_tiled_plugins import TiledWriter
 
     from ophyd_pvcam import StallGuard
-    from ophyd_pvcam.paths import run_tracker
 
     engine = RunEngine({}, call_returns_result=False)
     engine.subscribe(TiledWriter(catalog))
-    engine.subscribe(run_tracker)
     engine.recorder = Recorder()
     engine.subscribe(engine.recorder)
     engine.preprocessors.append(StallGuard())

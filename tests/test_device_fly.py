@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
+import time
 
 import bluesky.plan_stubs as bps
 import bluesky.plans as bp
@@ -128,7 +130,7 @@ def test_dropped_frames_are_counted_and_recorded(cam, RE, catalog):
     assert list(catalog[uid]["cam"]["cam_lost_before"].read()).count(1) == 5
 
 
-def test_dropped_frames_inside_a_step_point_keep_points_aligned(cam, RE, catalog):
+def test_a_frame_lost_inside_a_step_point_is_replaced_by_a_fresh_one(cam, RE, catalog):
     cam.roi.set((0, 0, 128, 64)).wait(5)
     cam.exposure_time.set(0.002).wait(5)
     cam.frames_per_point.set(4).wait(5)
@@ -137,8 +139,8 @@ def test_dropped_frames_inside_a_step_point_keep_points_aligned(cam, RE, catalog
     images = catalog[uid]["primary"]["cam_image"].read()
     assert images.shape == (3, 4, 64, 128)
     stamped = [[sim.frame_number(f) for f in point] for point in images]
-    # frames 6 and 12 never came: zero placeholders hold their rows
-    assert stamped == [[1, 2, 3, 4], [5, 0, 7, 8], [9, 10, 11, 0]]
+    # frames 6 and 12 never came: each point triggered another, exposed after its trigger
+    assert stamped == [[1, 2, 3, 4], [5, 7, 8, 9], [10, 11, 13, 14]]
     events = RE.recorder.of("event")
     assert [e["data"]["cam_dropped_frames"] for e in events] == [0, 1, 2]
 
@@ -164,11 +166,18 @@ def test_readout_failure_mid_fly_fails_with_its_own_error(cam, RE, catalog):
 def test_disconnect_mid_fly_fails_clearly_and_the_camera_comes_back(cam, RE, catalog):
     fast_small(cam, 300)
     sim.inject_fault("disconnect", after_frames=25, times=1)
-    with pytest.raises(CameraAcquisitionError, match="disconnected after frame 25"):
+    with pytest.raises(CameraAcquisitionError, match="disconnected after frame") as failure:
         RE(bp.fly([cam]))
-    assert "disconnected" in RE.recorder.of("stop")[-1]["reason"]
+    # frames still in pyvcam's queue when the camera vanished cannot be read (pvc checks
+    # the camera before handing out a queued frame): how many depends on load
+    last = int(re.search(r"after frame (\d+) \((\d+) frames received", str(failure.value))[1])
+    assert 1 <= last <= 25
+    stop = RE.recorder.of("stop")[-1]
+    assert "disconnected" in stop["reason"]
     (path,) = frame_files(cam.write_path)
-    assert file_frames(path)[0].shape[0] == 25
+    assert [sim.frame_number(f) for f in file_frames(path)[0]] == list(range(1, last + 1))
+    replayed = catalog[stop["run_start"]]["cam"]["cam_frame_number"].read()
+    assert list(replayed) == list(range(1, last + 1))
     fast_small(cam, 10)
     (uid,) = RE(bp.fly([cam]))  # reopened behind the scenes
     assert list(catalog[uid]["cam"]["cam_frame_number"].read()) == list(range(1, 11))
@@ -256,7 +265,7 @@ def test_a_long_fly_at_the_fast_full_sensor_setting_keeps_memory_flat(cam, RE):
     cam.exposure_time.set(0.001).wait(5)
     cam.num_frames.set(200).wait(5)
     RE(bp.fly([cam]))  # warm up: buffers allocated, caches filled
-    before = _resident_mib()
+    before = _settled_resident_mib()  # the memory queue's pages mapped in the background
     cam.num_frames.set(2000).wait(5)
     RE(bp.fly([cam]))
     after = _resident_mib()
@@ -264,6 +273,19 @@ def test_a_long_fly_at_the_fast_full_sensor_setting_keeps_memory_flat(cam, RE):
         range(1, 2001)
     )
     assert after - before < 40, f"resident memory grew {after - before:.0f} MiB"
+
+
+def _settled_resident_mib(deadline_s: float = 30.0) -> float:
+    """Resident memory once it stops changing (within a deadline)."""
+    end = time.monotonic() + deadline_s
+    previous = _resident_mib()
+    while time.monotonic() < end:
+        threading.Event().wait(0.25)
+        now = _resident_mib()
+        if abs(now - previous) < 1:
+            return now
+        previous = now
+    return previous
 
 
 def _resident_mib() -> float:

@@ -1,0 +1,333 @@
+"""What step and fly sessions share: one file, one ledger, one lock, one way to end.
+
+A session is one run's worth of frames from one camera: it opens a frame file,
+starts acquisitions on the owner thread (it is their :class:`~ophyd_pvcam.owner.FrameSink`:
+each frame goes through the :class:`~ophyd_pvcam.ledger.FrameLedger` to a row of the
+file, via the :class:`~ophyd_pvcam.writer.FrameWriter`), and ends exactly once:
+:meth:`Session.close` stops the camera, writes what is queued, counts what could not
+be kept, and closes the file with exactly the rows the run references.
+
+Threads: the owner thread calls the sink methods; the writer thread reports
+progress; the watchdog reports stalls; the RunEngine thread triggers, kicks off,
+collects and closes.  All state that more than one of them touches is guarded by
+``self._lock``, and every status is finished by one method, under that lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .backend import CameraError, CameraSetup, FrameInfo, Readings
+from .documents import AssetDocs
+from .errors import (
+    AcquisitionInterrupted,
+    CameraAcquisitionError,
+    CameraLostError,
+    FrameStallError,
+)
+from .ledger import MEMORY, TORN, FrameLedger, Placement
+from .memory import FrameQueue
+from .owner import CameraOwner, Stream
+from .paths import frame_file_path
+from .runs import RunContext, when_run_ends
+from .stall import StallMonitor
+from .writer import FrameFile, FrameWriter, Row
+
+log = logging.getLogger(__name__)
+
+STOP_TIMEOUT_S = 30.0  # a camera stop and the writer's flush, however slow the disk
+PROGRESS_INTERVAL_S = 0.1
+
+
+@dataclass
+class SessionContext:
+    """What a session needs from its device (built by the device for each session)."""
+
+    name: str
+    owner: CameraOwner
+    monitor: StallMonitor
+    frames: FrameQueue
+    root: Path
+    run: RunContext | None
+    setup: CameraSetup
+    frames_per_point: int
+    buffer_frames: int
+    attributes: dict[str, Any]
+    stall_timeout: Callable[[], float]  # the timeout in force now
+    diagnose: Callable[[Session, float], str]  # a stall's diagnosis
+    report: Callable[[Session], None]  # the device's status signals follow the session
+    announce_stall: Callable[[FrameStallError], None]
+
+
+class Session:
+    """Base of :class:`~ophyd_pvcam.step.StepSession` and :class:`~ophyd_pvcam.fly.FlySession`."""
+
+    kind = "frames"
+
+    def __init__(self, ctx: SessionContext, ledger: FrameLedger):
+        self.ctx = ctx
+        self.name = ctx.name
+        self.ledger = ledger
+        self._lock = threading.RLock()
+        self.error: BaseException | None = None  # why the session failed, if it did
+        self.stall: FrameStallError | None = None
+        self.closed = False
+        self.stream: Stream | None = None
+        self.readings: Readings | None = None
+        self.unreferenced = 0  # rows moved out of the run's dataset at close
+        self._monitor_token: int | None = None
+        self._last_progress = 0.0
+        self.resource_path = frame_file_path(ctx.root, ctx.name, self.kind, ctx.run and ctx.run.uid)
+        self.path = ctx.root / self.resource_path
+        attributes = {
+            "device": ctx.name,
+            "kind": self.kind,
+            "run_uid": (ctx.run and ctx.run.uid) or "",
+            "camera_settings": ctx.attributes,
+        }
+        self.file = FrameFile(self.path, ctx.setup.image_shape, attributes)
+        self.docs = AssetDocs(ctx.root, self.resource_path, ctx.frames_per_point)
+        self.writer = FrameWriter(
+            self.file, ctx.frames, self._written, self._row_written, name=ctx.name
+        )
+        if ctx.run is not None:
+            when_run_ends(ctx.run, self.run_ended)
+        log.info("%s: %s session writing to %s", self.name, self.kind, self.path)
+
+    # ---- the sink, on the owner thread -----------------------------------------------
+
+    def started(self, readings: Readings) -> None:
+        self.readings = readings
+
+    def want(self, point: int, count: int) -> None:
+        self.ledger.want(point, count)
+
+    def outstanding(self) -> int:
+        return self.ledger.outstanding
+
+    def triggered(self) -> None:
+        self.ledger.triggered()
+
+    def satisfied(self) -> bool:
+        return self.ledger.complete
+
+    def frame(self, info: FrameInfo, slot: int | None, now: float) -> None:
+        lost = TORN if info.torn else MEMORY if slot is None else None
+        placed = self.ledger.arrive(info.number, info.bof, info.eof, now, lost)
+        if isinstance(placed, Placement):
+            ledger = self.ledger
+            row = Row(
+                placed.row,
+                info.number,
+                info.bof,
+                info.eof,
+                ledger.times[placed.row],
+                ledger.lost_before[placed.row],
+            )
+            self._placed(placed, self.writer.submit(slot, row))
+        elif slot is not None:
+            self.ctx.frames.release(slot)
+        if lost is not None:
+            log.warning("%s: frame %d lost: %s", self.name, info.number, lost)
+
+    def ended(self, error: BaseException | None, readings: Readings | None) -> None:
+        """The acquisition stopped (the camera is stopped): say why, then let the
+        session react (:meth:`_stream_ended`)."""
+        self.readings = readings or self.readings
+        self._disarm()
+        if error is not None:
+            self.fail(self._describe(error))
+        self._stream_ended(error)
+
+    # ---- to be provided by step and fly sessions -----------------------------------
+
+    def _placed(self, placement: Placement, sequence: int) -> None:
+        """A frame was queued for writing as the ``sequence``-th (owner thread)."""
+
+    def _written(self, processed: int, flushed: int) -> None:
+        """The writer's progress (writer thread)."""
+
+    def _row_written(self, row: Row, pixels: Any) -> None:
+        """One row is written (writer thread): statistics."""
+
+    def _stream_ended(self, error: BaseException | None) -> None:
+        """An acquisition ended (owner thread)."""
+
+    def _references(self) -> int:
+        """Rows the run references: the file keeps these."""
+        raise NotImplementedError
+
+    def _status_waiting(self) -> bool:
+        """A status of ours is pending: it will carry a failure to the plan."""
+        return False
+
+    def _finish_statuses(self, error: BaseException) -> None:
+        """Fail whatever status is still pending (the session is closing)."""
+
+    # ---- failing and closing ----------------------------------------------------------
+
+    def fail(self, error: BaseException) -> None:
+        """Stop with ``error`` (the first one wins); statuses fail once the camera has
+        stopped, from the owner thread."""
+        with self._lock:
+            if self.error is None:
+                self.error = error
+            stream = self.stream
+        if stream is not None:
+            stream.stop()
+
+    def interrupt(self, error: BaseException) -> None:
+        """Stop the camera now, failing what waits on it with ``error``."""
+        self.fail(error)
+        self.stop_camera()
+
+    def _arm(self) -> None:
+        self._monitor_token = self.ctx.monitor.arm(self.ctx.stall_timeout(), self._stalled)
+
+    def _disarm(self) -> None:
+        token, self._monitor_token = self._monitor_token, None
+        if token is not None:
+            self.ctx.monitor.disarm(token)
+
+    def _stalled(self, silent_for: float) -> None:
+        """The watchdog fired (its thread): diagnose, then stop the camera."""
+        with self._lock:
+            if self.closed or self.error is not None or self.stream is None:
+                return
+            if self.stream.done.is_set():
+                return
+            error = FrameStallError(self.ctx.diagnose(self, silent_for))
+            self.stall = error
+            carried = self._status_waiting()
+        log.error("%s", error)
+        self.ctx.report(self)
+        if not carried:  # nothing of the plan's waits on the camera: the guard tells it
+            self.ctx.announce_stall(error)
+        self.fail(error)
+
+    def _describe(self, error: BaseException) -> BaseException:
+        """A camera failure as the scientist should read it."""
+        if not isinstance(error, CameraError):
+            return error
+        where = f"after frame {self.ledger.last_number} ({self.ledger.received} frames received)"
+        if error.lost:
+            return CameraLostError(
+                f"{self.name}: the camera disconnected {where}; frames up to then are saved. "
+                "Check its cable and power; it is reopened on the next acquisition."
+            )
+        if error.readout_failed:
+            return CameraAcquisitionError(
+                f"{self.name}: the camera reported a readout failure {where}; frames up to "
+                "then are saved. Check the camera's connection and power, then retry."
+            )
+        return CameraAcquisitionError(f"{self.name}: acquisition failed {where}: {error}")
+
+    def stop_camera(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        """Stop the acquisition, if one runs, and wait until the camera has stopped."""
+        with self._lock:
+            stream = self.stream
+        if stream is None:
+            return
+        stream.stop()
+        if threading.current_thread() is not self.ctx.owner._thread and not stream.wait(timeout):
+            log.error("%s: the camera did not stop within %g s", self.name, timeout)
+
+    def close(self, reason: str | None = None) -> None:
+        """End the session (idempotent): the camera stops, queued frames are written,
+        the file keeps exactly the rows the run references, statuses still pending fail."""
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+        self.stop_camera()
+        if not self.writer.stop(STOP_TIMEOUT_S):
+            log.error("%s: the writer did not finish within %g s", self.name, STOP_TIMEOUT_S)
+        with self._lock:
+            if self.writer.error is not None and self.error is None:
+                self.error = self.writer.error
+            unwritten = self.ledger.unwritten(self.file.rows)
+            if unwritten:
+                log.error("%s: %d frames could not be written", self.name, unwritten)
+            self._finish_statuses(
+                self.error or AcquisitionInterrupted(f"{self.name}: {reason or 'closed'}")
+            )
+            # outside a run nothing references rows: the file keeps them all
+            run = self.ctx.run is not None
+            keep = min(self._references(), self.file.rows) if run else self.file.rows
+        try:
+            lost = self.ledger.lost
+            self.file.record_lost(lost.expanded(), dict(lost.by_reason))
+            self.unreferenced = self.file.close(keep)
+        except (OSError, RuntimeError) as error:
+            log.error("%s: closing %s failed: %s", self.name, self.path, error)
+            self.error = self.error or error
+        if self.unreferenced:
+            log.warning(
+                "%s: %d frames acquired after the run's last reference are kept apart in "
+                "%s:/entry/data/unreferenced",
+                self.name,
+                self.unreferenced,
+                self.path,
+            )
+        self.ctx.report(self)
+        log.info(
+            "%s: closed %s: %d frames in the run, %d lost%s",
+            self.name,
+            self.path,
+            keep,
+            self.ledger.lost.total,
+            f" ({self.ledger.lost.numbers()})" if self.ledger.lost.total else "",
+        )
+
+    def discard(self) -> None:
+        """Close a session that never acquired and remove its file: a refused start
+        leaves nothing behind."""
+        self.close("the camera did not start")
+        if self.file.rows == 0:
+            self.path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # the run's folder, if nothing else is in it
+                self.path.parent.rmdir()
+
+    def run_ended(self) -> None:
+        """The run's stop document was emitted: nothing more can join it."""
+        self.close("the run ended")
+
+    # ---- for the device's signals ---------------------------------------------------
+
+    @property
+    def rows_on_disk(self) -> int:
+        return self.file.rows
+
+    def _progress_due(self) -> bool:
+        now = time.monotonic()
+        if now - self._last_progress < PROGRESS_INTERVAL_S:
+            return False
+        self._last_progress = now
+        return True
+
+    def summary(self) -> dict[str, Any]:
+        """Frames written, lost (by reason and number) -- for the run and the terminal."""
+        ledger = self.ledger
+        return {
+            "file": str(self.path),
+            "frames_written": self.file.rows,
+            "frames_lost": ledger.lost.total,
+            "lost_numbers": ledger.lost.numbers(),
+            "lost_by_reason": dict(ledger.lost.by_reason),
+            "duplicates": ledger.duplicates,
+            "unrequested": ledger.unrequested,
+            "unreferenced": self.unreferenced,
+        }
+
+
+def period_of(setup: CameraSetup, readings: Readings | None) -> float:
+    readout = readings.readout_time_s if readings is not None else math.nan
+    return max(setup.exposure_us * 1e-6, 0.0 if math.isnan(readout) else readout)
