@@ -164,13 +164,23 @@ typedef struct {
 } sim_inflight;
 
 /* faults (sim_faults.c) */
-enum sim_fault_kind { FAULT_STALL = 1, FAULT_READOUT_FAILURE, FAULT_DISCONNECT, FAULT_DROP };
+enum sim_fault_kind {
+    FAULT_STALL = 1,
+    FAULT_READOUT_FAILURE,
+    FAULT_DISCONNECT,
+    FAULT_DROP,
+    FAULT_PARAM_POLL,          /* parameter access mid-stream kills the stream */
+    FAULT_CALLBACK_REREGISTER, /* a double callback registration kills callbacks */
+    FAULT_BYTE_LIMIT,          /* frames stop after so many bytes */
+    FAULT_KIND_LAST = FAULT_BYTE_LIMIT,
+};
 typedef struct {
     uint64_t serial; /* 0: empty */
     int kind;
     int camera; /* -1: every camera */
     uint64_t after_frames;
     uint64_t every;    /* drop: every n-th frame after after_frames */
+    uint64_t amount;   /* param_poll: the call that fires; byte_limit: bytes */
     double duration_s; /* <= 0: until cleared */
     int times_left;    /* acquisitions still to affect; < 0: unlimited */
     uint64_t generation;
@@ -183,6 +193,7 @@ typedef struct {
     int fired;
     uint64_t fired_ns;
     int finished;
+    uint64_t calls; /* param_poll: parameter calls counted so far */
 } sim_fault_progress;
 
 #define MAX_FAULTS 16
@@ -232,6 +243,14 @@ typedef struct {
 
     frame_callback on_bof, on_eof;
     void *bof_context, *eof_context;
+    /* A callback was registered over one still registered (BOF, EOF); cleared
+     * by deregistering that event or closing the camera. */
+    int registered_twice[2];
+
+    /* Parameter calls (get, set, enumeration) made on this camera while a
+     * continuous acquisition streamed, over the camera's whole life. */
+    uint64_t param_calls_mid_stream;
+    uns32 last_param_mid_stream;
 
     /* acquisition */
     int acquiring;
@@ -256,6 +275,13 @@ typedef struct {
     int pending_triggers;
     uint64_t last_bof_ns;
     int halted_for_buffer;
+    /* param_poll fired: no frame starts or arrives again and the status reads
+     * READOUT_NOT_ACTIVE until the acquisition is stopped and restarted. */
+    int stream_dead;
+    /* callback_reregister: the acquisition started after a double
+     * registration; frames after callback_limit arrive without callbacks. */
+    int registered_twice_at_start;
+    int32 callback_limit;
     sim_fault_progress fault_progress[MAX_FAULTS];
 } sim_camera;
 
@@ -275,6 +301,8 @@ const sim_gain *sim_current_gain(const sim_camera *cam);
 
 /* acquisition (sim_acquisition.c) */
 void sim_acquisition_stop(sim_camera *cam); /* called with cam->lock held */
+/* A parameter call on cam (lock held): counted, and a param_poll fault may fire. */
+void sim_param_access(sim_camera *cam, uns32 id);
 uint64_t sim_readout_ns(const sim_camera *cam, const rgn_type *roi);
 
 /* frame metadata (sim_metadata.c) */

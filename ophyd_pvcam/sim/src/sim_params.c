@@ -304,6 +304,7 @@ rs_bool pl_get_param(int16 hcam, uns32 id, int16 attribute, void *value)
     sim_camera *cam = sim_lock_camera(hcam);
     if (!cam)
         return PV_FAIL;
+    sim_param_access(cam, id);
     param_desc d;
     describe(cam, id, &d);
     pthread_mutex_unlock(&cam->lock);
@@ -395,6 +396,7 @@ rs_bool pl_set_param(int16 hcam, uns32 id, void *value)
     sim_camera *cam = sim_lock_camera(hcam);
     if (!cam)
         return PV_FAIL;
+    sim_param_access(cam, id);
     param_desc d;
     describe(cam, id, &d);
     rs_bool ok = PV_OK;
@@ -422,6 +424,7 @@ static rs_bool enum_item(int16 hcam, uns32 id, uns32 index, const sim_enum_item 
     sim_camera *cam = sim_lock_camera(hcam);
     if (!cam)
         return PV_FAIL;
+    sim_param_access(cam, id);
     param_desc d;
     describe(cam, id, &d);
     pthread_mutex_unlock(&cam->lock);
