@@ -15,6 +15,8 @@
 /* Parameter ids: (class << 16) | (type << 24) | number, as in pvcam.h. */
 #define PID(cls, type, num) ((uns32)(((cls) << 16) | ((type) << 24) | (num)))
 #define P_DD_VERSION PID(0, TYPE_UNS16, 2)
+#define P_CAM_INTERFACE_TYPE PID(0, TYPE_ENUM, 10)
+#define P_CAM_INTERFACE_MODE PID(0, TYPE_ENUM, 11)
 #define P_ADC_OFFSET PID(2, TYPE_INT16, 195)
 #define P_CHIP_NAME PID(2, TYPE_CHAR_PTR, 129)
 #define P_VENDOR_NAME PID(2, TYPE_CHAR_PTR, 131)
@@ -47,6 +49,9 @@
 #define P_SPDTAB_NAME PID(2, TYPE_CHAR_PTR, 515)
 #define P_READOUT_PORT PID(2, TYPE_ENUM, 247)
 #define P_PIX_TIME PID(2, TYPE_UNS16, 516)
+#define P_IMAGE_FORMAT PID(2, TYPE_ENUM, 248)
+#define P_IMAGE_COMPRESSION PID(2, TYPE_ENUM, 249)
+#define P_ROI PID(3, TYPE_RGN_TYPE, 1)
 #define P_EXP_RES PID(3, TYPE_ENUM, 2)
 #define P_EXP_RES_INDEX PID(3, TYPE_UNS16, 4)
 #define P_EXPOSURE_TIME PID(3, TYPE_UNS64, 8)
@@ -98,6 +103,17 @@ static const sim_enum_item EXP_RESOLUTIONS[] = {
     {"One Millisecond", EXP_RES_ONE_MILLISEC}, {"One Microsecond", EXP_RES_ONE_MICROSEC},
 };
 static const sim_enum_item BINNINGS[] = {{"1", 1}, {"2", 2}, {"4", 4}};
+/* Every gain delivers 16-bit words, uncompressed (PL_IMAGE_FORMAT_MONO16,
+ * PL_IMAGE_COMPRESSION_NONE).  The item names are the simulator's. */
+static const sim_enum_item IMAGE_FORMATS[] = {{"Mono 16", 0}};
+static const sim_enum_item IMAGE_COMPRESSIONS[] = {{"None", 0}};
+/* One interface, as a camera on one link reports it: PL_CAM_IFC_TYPE_USB_3_0
+ * in PL_CAM_IFC_MODE_IMAGING (pvcam.h's example table names them so). */
+static const sim_enum_item INTERFACE_TYPES[] = {{"USB 3.0", 0x203}};
+static const sim_enum_item INTERFACE_MODES[] = {{"Imaging", 2}};
+
+/* The buffer size PARAM_FRAME_BUFFER_SIZE recommends for circular buffers. */
+#define RECOMMENDED_BUFFER_FRAMES 16
 
 /* Longest exposure accepted: one hour, in each resolution. */
 #define MAX_EXPOSURE_MS 3600000ull
@@ -139,6 +155,7 @@ typedef struct {
     const char *text;
     const sim_enum_item *items;
     int item_count;
+    rgn_type region; /* TYPE_RGN_TYPE: the current value */
 } param_desc;
 
 static void numeric(param_desc *d, uns16 access, long long cur, long long lo, long long hi,
@@ -183,9 +200,21 @@ static void enumeration(param_desc *d, uns16 access, const sim_enum_item *items,
 /* The READOUT_PORT enumeration, in the same order as SIM_PORTS. */
 static const sim_enum_item PORT_ITEMS[] = {{PORT0_NAME, 0}, {PORT1_NAME, 1}};
 
-static uns32 frame_bytes_for(const rgn_type *roi)
+/* PARAM_FRAME_BUFFER_SIZE describes the acquisition set up last: a sequence
+ * needs exactly its frames; a circular buffer at least one frame, at most
+ * what fits in 4 GiB, RECOMMENDED_BUFFER_FRAMES by default. */
+static void buffer_size(const sim_camera *cam, param_desc *d)
 {
-    return (uns32)((roi->s2 - roi->s1 + 1) / roi->sbin) * (uns32)((roi->p2 - roi->p1 + 1) / roi->pbin) * 2u;
+    long long frame = cam->frame_bytes;
+    if (cam->is_sequence) {
+        long long all = frame * cam->exp_total;
+        numeric(d, ACC_READ_ONLY, all, all, all, all);
+    } else {
+        long long recommended = frame * RECOMMENDED_BUFFER_FRAMES;
+        numeric(d, ACC_READ_ONLY, recommended, frame, (0xFFFFFFFFll / frame) * frame,
+                recommended);
+        d->increment = frame;
+    }
 }
 
 static void describe(const sim_camera *cam, uns32 id, param_desc *d)
@@ -256,7 +285,23 @@ static void describe(const sim_camera *cam, uns32 id, param_desc *d)
                 cam->exp_res == EXP_RES_ONE_MICROSEC ? MAX_EXPOSURE_US : MAX_EXPOSURE_MS, 0);
         break;
     case P_CIRC_BUFFER: constant(d, 1); break;
-    case P_FRAME_BUFFER_SIZE: constant(d, (long long)frame_bytes_for(roi) * 16); break;
+    case P_FRAME_BUFFER_SIZE:
+        if (cam->setup_done) /* "available only after pl_exp_setup_seq/cont" */
+            buffer_size(cam, d);
+        break;
+    case P_ROI: /* the region of the last setup; no live ROI on this camera */
+        d->available = 1;
+        d->access = ACC_READ_ONLY;
+        d->region = *roi;
+        break;
+    case P_IMAGE_FORMAT:
+        enumeration(d, ACC_READ_ONLY, ENUM_LIST(IMAGE_FORMATS), 0, 0); break;
+    case P_IMAGE_COMPRESSION:
+        enumeration(d, ACC_READ_ONLY, ENUM_LIST(IMAGE_COMPRESSIONS), 0, 0); break;
+    case P_CAM_INTERFACE_TYPE:
+        enumeration(d, ACC_READ_ONLY, ENUM_LIST(INTERFACE_TYPES), 0x203, 0x203); break;
+    case P_CAM_INTERFACE_MODE:
+        enumeration(d, ACC_READ_ONLY, ENUM_LIST(INTERFACE_MODES), 2, 2); break;
     case P_BINNING_SER: case P_BINNING_PAR:
         enumeration(d, ACC_READ_ONLY, ENUM_LIST(BINNINGS), 1, 1); break;
     case P_ROI_COUNT: numeric(d, ACC_READ_WRITE, 1, 1, 1, 1); break;
@@ -324,8 +369,10 @@ rs_bool pl_get_param(int16 hcam, uns32 id, int16 attribute, void *value)
             *(uns32 *)value = (uns32)strlen(d.text) + 1;
         else if (d.items)
             *(uns32 *)value = (uns32)d.item_count;
-        else
+        else if (d.increment > 0)
             *(uns32 *)value = (uns32)((d.maximum - d.minimum) / d.increment + 1);
+        else
+            *(uns32 *)value = 0; /* not a numeric range (a region) */
         return PV_OK;
     case ATTR_CURRENT: case ATTR_DEFAULT: case ATTR_MIN: case ATTR_MAX: case ATTR_INCREMENT:
         break;
@@ -334,6 +381,11 @@ rs_bool pl_get_param(int16 hcam, uns32 id, int16 attribute, void *value)
     }
     if (d.text) {
         snprintf((char *)value, PARAM_STR_LEN, "%s", d.text);
+        return PV_OK;
+    }
+    if (d.type == TYPE_RGN_TYPE) {
+        static const rgn_type full = {0, SENSOR_WIDTH - 1, 1, 0, SENSOR_HEIGHT - 1, 1};
+        *(rgn_type *)value = attribute == ATTR_CURRENT ? d.region : full;
         return PV_OK;
     }
     long long v = attribute == ATTR_CURRENT ? d.current
