@@ -55,6 +55,11 @@ typedef struct {
 
 typedef void (*frame_callback)(FRAME_INFO *info, void *context);
 
+typedef struct {
+    uns16 entries;
+    uns32 *params;
+} smart_stream_type;
+
 /* ---- constants from pvcam.h -------------------------------------------- */
 enum { ATTR_CURRENT, ATTR_COUNT, ATTR_TYPE, ATTR_MIN, ATTR_MAX, ATTR_DEFAULT,
        ATTR_INCREMENT, ATTR_ACCESS, ATTR_AVAIL, ATTR_LIVE };
@@ -114,6 +119,7 @@ void sim_clear_error(void);
 #define MAX_GAINS 3
 #define MAX_SPEEDS 2
 #define MAX_INFLIGHT 4
+#define SMART_MAX_ENTRIES 16 /* modelled: the real camera's limit is not documented */
 
 typedef struct {
     const char *name;
@@ -239,6 +245,14 @@ typedef struct {
     uint64_t period_ns;
     sim_pixels pixels;
 
+    /* S.M.A.R.T. streaming: exposures (exp_res units) applied frame by frame,
+     * in a circle, instead of the setup's; taken at setup when enabled. */
+    int smart_enabled;
+    uns16 smart_count;
+    uns32 smart_values[SMART_MAX_ENTRIES];
+    uns16 smart_frames; /* entries the last setup took (0: its own exposure) */
+    uint64_t smart_ns[SMART_MAX_ENTRIES];
+
     int metadata_enabled; /* PARAM_METADATA_ENABLED: frames carry PVCAM headers */
     uns32 pixel_offset;   /* bytes of metadata before the pixels in each frame */
 
@@ -275,6 +289,7 @@ typedef struct {
     int inflight_count;
     int pending_triggers;
     uint64_t last_bof_ns;
+    uint64_t last_period_ns;
     int halted_for_buffer;
     /* param_poll fired: no frame starts or arrives again and the status reads
      * READOUT_NOT_ACTIVE until the acquisition is stopped and restarted. */

@@ -319,6 +319,15 @@ static void unlocked_callback(sim_camera *cam, frame_callback cb, void *context,
     pthread_mutex_lock(&cam->lock);
 }
 
+/* The exposure of frame nr: the setup's, or with S.M.A.R.T. streaming the
+ * next of its exposures, in a circle. */
+static uint64_t exposure_of(const sim_camera *cam, int32 nr)
+{
+    if (!cam->smart_frames)
+        return cam->exposure_ns;
+    return cam->smart_ns[(uint32_t)(nr - 1) % cam->smart_frames];
+}
+
 static void begin_frame(sim_camera *cam, uint64_t due)
 {
     /* Frames start on the sensor's schedule even when this thread runs late
@@ -330,10 +339,13 @@ static void begin_frame(sim_camera *cam, uint64_t due)
     if (needs_trigger(cam))
         cam->pending_triggers = 0;
     int32 nr = ++cam->frames_started;
+    uint64_t exposure = exposure_of(cam, nr);
+    uint64_t period = exposure > cam->readout_ns ? exposure : cam->readout_ns;
     cam->inflight[cam->inflight_count++] = (sim_inflight){
-        .nr = nr, .bof_ns = bof, .eof_due_ns = bof + cam->exposure_ns + cam->readout_ns};
+        .nr = nr, .bof_ns = bof, .eof_due_ns = bof + exposure + cam->readout_ns};
     cam->last_bof_ns = bof;
-    cam->next_start_ns = bof + cam->period_ns;
+    cam->last_period_ns = period;
+    cam->next_start_ns = bof + period;
     if (cam->on_bof && callbacks_for(cam, nr, sim_now_ns()))
         unlocked_callback(cam, cam->on_bof, cam->bof_context, frame_info(cam, nr, bof, 0));
 }
@@ -494,6 +506,10 @@ static rs_bool setup(int16 hcam, int is_sequence, uns16 exp_total, uns16 rgn_tot
         ok = sim_fail(ERR_OUT_OF_RANGE, "Exposure %u is above the maximum %llu %s",
                       exposure_time, (unsigned long long)max_exposure,
                       cam->exp_res == EXP_RES_ONE_MICROSEC ? "us" : "ms");
+    else if (cam->smart_enabled && cam->smart_count && exposure_time == 0)
+        ok = sim_fail(ERR_CONFIGURATION_INVALID,
+                      "With S.M.A.R.T. streaming the setup's exposure must not be 0 "
+                      "(its exposures replace it)");
     else
         ok = check_region(&rgn_array[0]);
     if (ok) {
@@ -507,8 +523,11 @@ static rs_bool setup(int16 hcam, int is_sequence, uns16 exp_total, uns16 rgn_tot
         /* The camera remembers the requested mode; start checks it. */
         cam->trigger_mode = exp_mode & TRIGGER_MASK;
         cam->expose_out_mode = exp_mode & EXPOSE_OUT_MASK;
-        cam->exposure_ns = (uint64_t)exposure_time
-                           * (cam->exp_res == EXP_RES_ONE_MICROSEC ? 1000ull : 1000000ull);
+        uint64_t unit_ns = cam->exp_res == EXP_RES_ONE_MICROSEC ? 1000ull : 1000000ull;
+        cam->exposure_ns = (uint64_t)exposure_time * unit_ns;
+        cam->smart_frames = cam->smart_enabled ? cam->smart_count : 0;
+        for (int i = 0; i < cam->smart_frames; ++i)
+            cam->smart_ns[i] = (uint64_t)cam->smart_values[i] * unit_ns;
         cam->readout_ns = sim_readout_ns(cam, r);
         cam->period_ns = cam->exposure_ns > cam->readout_ns ? cam->exposure_ns : cam->readout_ns;
         cam->pixel_offset = cam->metadata_enabled ? METADATA_BYTES : 0;
@@ -747,7 +766,7 @@ static int accept_trigger(sim_camera *cam)
         return 0; /* busy, or not waiting for a trigger: ignored, as a camera would */
     cam->pending_triggers = 1;
     uint64_t now = sim_now_ns() + FIRST_FRAME_LATENCY_NS;
-    uint64_t ready = cam->frames_started ? cam->last_bof_ns + cam->period_ns : 0;
+    uint64_t ready = cam->frames_started ? cam->last_bof_ns + cam->last_period_ns : 0;
     cam->next_start_ns = now > ready ? now : ready;
     pthread_cond_broadcast(&cam->wake);
     return 1;

@@ -61,6 +61,9 @@
 #define P_BINNING_PAR PID(3, TYPE_ENUM, 166)
 #define P_ROI_COUNT PID(3, TYPE_UNS16, 169)
 #define P_METADATA_ENABLED PID(3, TYPE_BOOLEAN, 168)
+#define P_SMART_STREAM_MODE_ENABLED PID(2, TYPE_BOOLEAN, 700)
+#define P_SMART_STREAM_MODE PID(2, TYPE_UNS16, 701)
+#define P_SMART_STREAM_EXP_PARAMS PID(2, TYPE_VOID_PTR, 702) /* its type: see describe() */
 
 #define PORT0_NAME "Sensitivity"
 #define PORT1_NAME "Speed"
@@ -142,6 +145,8 @@ void sim_params_reset(sim_camera *cam)
     cam->trigger_mode = EXT_TRIG_INTERNAL;
     cam->expose_out_mode = 0;
     cam->metadata_enabled = 0;
+    cam->smart_enabled = 0;
+    cam->smart_count = 0;
     cam->setup_done = 0;
 }
 
@@ -156,6 +161,7 @@ typedef struct {
     const sim_enum_item *items;
     int item_count;
     rgn_type region; /* TYPE_RGN_TYPE: the current value */
+    uns32 smart[SMART_MAX_ENTRIES]; /* TYPE_SMART_STREAM_TYPE_PTR: current entries */
 } param_desc;
 
 static void numeric(param_desc *d, uns16 access, long long cur, long long lo, long long hi,
@@ -306,6 +312,17 @@ static void describe(const sim_camera *cam, uns32 id, param_desc *d)
         enumeration(d, ACC_READ_ONLY, ENUM_LIST(BINNINGS), 1, 1); break;
     case P_ROI_COUNT: numeric(d, ACC_READ_WRITE, 1, 1, 1, 1); break;
     case P_METADATA_ENABLED: numeric(d, ACC_READ_WRITE, cam->metadata_enabled, 0, 1, 0); break;
+    case P_SMART_STREAM_MODE_ENABLED:
+        numeric(d, ACC_READ_WRITE, cam->smart_enabled, 0, 1, 0); break;
+    case P_SMART_STREAM_MODE: /* SMTMODE_ARBITRARY_ALL, the only mode pvcam.h defines */
+        numeric(d, ACC_READ_WRITE, 0, 0, 0, 0); break;
+    case P_SMART_STREAM_EXP_PARAMS:
+        /* pvcam.h: "The parameter type is incorrectly defined. The actual type
+         * is TYPE_SMART_STREAM_TYPE_PTR." ATTR_TYPE reports the actual one. */
+        numeric(d, ACC_READ_WRITE, cam->smart_count, 0, SMART_MAX_ENTRIES, 0);
+        d->type = TYPE_SMART_STREAM_TYPE_PTR;
+        memcpy(d->smart, cam->smart_values, sizeof d->smart);
+        break;
     default: d->available = 0; break;
     }
 }
@@ -342,6 +359,50 @@ static long long load(uns16 type, const void *in)
     }
 }
 
+/* S.M.A.R.T. exposures: ATTR_CURRENT fills a smart_stream_type (entries is its
+ * capacity on the way in); the other attributes give only its first two bytes,
+ * the entries (ATTR_MAX: how many the camera takes), except ATTR_COUNT, the
+ * number set, as pvcam's SMART streaming chapter describes. */
+static rs_bool get_smart(const param_desc *d, int16 attribute, void *value)
+{
+    uns16 count = (uns16)d->current;
+    switch (attribute) {
+    case ATTR_COUNT: *(uns32 *)value = count; return PV_OK;
+    case ATTR_MAX: *(uns16 *)value = (uns16)d->maximum; return PV_OK;
+    case ATTR_MIN: case ATTR_DEFAULT: *(uns16 *)value = 0; return PV_OK;
+    case ATTR_INCREMENT: *(uns16 *)value = 1; return PV_OK;
+    case ATTR_CURRENT: break;
+    default: return sim_fail(ERR_INVALID_ARGUMENT, "Unknown attribute %d", attribute);
+    }
+    smart_stream_type *out = value;
+    if (out->entries < count || (count && !out->params))
+        return sim_fail(ERR_BUFFER_TOO_SMALL,
+                        "The S.M.A.R.T. structure has room for %u exposures; %u are set",
+                        out->entries, count);
+    out->entries = count;
+    if (count)
+        memcpy(out->params, d->smart, count * sizeof *out->params);
+    return PV_OK;
+}
+
+static rs_bool set_smart(sim_camera *cam, const smart_stream_type *in)
+{
+    uint64_t max_exposure = cam->exp_res == EXP_RES_ONE_MICROSEC ? MAX_EXPOSURE_US
+                                                                 : MAX_EXPOSURE_MS;
+    if (in->entries > SMART_MAX_ENTRIES)
+        return sim_fail(ERR_OUT_OF_RANGE, "%u S.M.A.R.T. exposures; the camera takes up to %d",
+                        in->entries, SMART_MAX_ENTRIES);
+    if (in->entries && !in->params)
+        return sim_fail(ERR_INVALID_ARGUMENT, "S.M.A.R.T. exposures: null pointer");
+    for (int i = 0; i < in->entries; ++i)
+        if (in->params[i] > max_exposure)
+            return sim_fail(ERR_OUT_OF_RANGE, "S.M.A.R.T. exposure %u is above the maximum %llu",
+                            in->params[i], (unsigned long long)max_exposure);
+    memcpy(cam->smart_values, in->params, in->entries * sizeof *in->params);
+    cam->smart_count = in->entries;
+    return PV_OK;
+}
+
 rs_bool pl_get_param(int16 hcam, uns32 id, int16 attribute, void *value)
 {
     if (!value)
@@ -360,6 +421,9 @@ rs_bool pl_get_param(int16 hcam, uns32 id, int16 attribute, void *value)
     }
     if (!d.available)
         return sim_fail(ERR_NOT_AVAILABLE, "Parameter 0x%08X is not available on this camera", id);
+    if (d.type == TYPE_SMART_STREAM_TYPE_PTR && attribute != ATTR_TYPE
+        && attribute != ATTR_ACCESS && attribute != ATTR_LIVE)
+        return get_smart(&d, attribute, value);
     switch (attribute) {
     case ATTR_TYPE: *(uns16 *)value = d.type; return PV_OK;
     case ATTR_ACCESS: *(uns16 *)value = d.access; return PV_OK;
@@ -435,6 +499,8 @@ static rs_bool apply(sim_camera *cam, uns32 id, long long v)
     }
     case P_ROI_COUNT: break;
     case P_METADATA_ENABLED: cam->metadata_enabled = (int)v; break;
+    case P_SMART_STREAM_MODE_ENABLED: cam->smart_enabled = (int)v; break;
+    case P_SMART_STREAM_MODE: break;
     default:
         return sim_fail(ERR_READ_ONLY, "Parameter 0x%08X cannot be set", id);
     }
@@ -460,6 +526,8 @@ rs_bool pl_set_param(int16 hcam, uns32 id, void *value)
     else if (cam->acquiring)
         ok = sim_fail(ERR_ACQUISITION_RUNNING,
                       "Cannot change parameter 0x%08X while acquiring", id);
+    else if (d.type == TYPE_SMART_STREAM_TYPE_PTR)
+        ok = set_smart(cam, value);
     else if (d.items && !enum_has(&d, v))
         ok = sim_fail(ERR_OUT_OF_RANGE, "Value %lld is not offered for parameter 0x%08X", v, id);
     else if (!d.items && (v < d.minimum || v > d.maximum))
