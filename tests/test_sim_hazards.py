@@ -34,11 +34,14 @@ from ophyd_pvcam.sdk import (
 
 POLL_MS = 1000
 QUIET_S = 0.5  # how long "no more frames" is watched for (hundreds of frame periods)
+# pvc's frame queue holds as many frames as the buffer: with 256 (8 MiB of small
+# frames) no test frame is lost or overwritten however late a loaded machine polls.
+BUFFER_FRAMES = 256
 
 
 def _small_live(camera, exposure_ms: int = 2, height: int = 128) -> None:
     camera.set_roi(0, 0, 128, height)
-    camera.start_live(exp_time=exposure_ms, buffer_frame_count=16)
+    camera.start_live(exp_time=exposure_ms, buffer_frame_count=BUFFER_FRAMES)
 
 
 def _collect(camera, count: int) -> list[int]:
@@ -394,7 +397,7 @@ def test_callback_reregister_through_pyvcam_after_a_failed_start(camera):
     camera.set_roi(0, 0, 128, 128)
     with pytest.raises(RuntimeError, match="185"):
         pvc.start_live(camera.handle, camera.rois, 2, const.TIMED_MODE, 16, None)
-    camera.start_live(exp_time=2)
+    _small_live(camera)
     try:
         numbers, error = _poll_until_error(camera)
         assert numbers == [1, 2, 3, 4, 5]
@@ -402,7 +405,7 @@ def test_callback_reregister_through_pyvcam_after_a_failed_start(camera):
     finally:
         camera.finish()
     # finish() deregistered: the next acquisition is clean
-    camera.start_live(exp_time=2)
+    _small_live(camera)
     try:
         assert _collect(camera, 30) == list(range(1, 31))
     finally:
@@ -415,7 +418,7 @@ def test_a_failed_start_cleaned_up_with_finish_does_not_reregister(camera):
     with pytest.raises(RuntimeError, match="185"):
         pvc.start_live(camera.handle, camera.rois, 2, const.TIMED_MODE, 16, None)
     pvc.abort(camera.handle)  # what Camera.finish() does after a failed start_live
-    camera.start_live(exp_time=2)
+    _small_live(camera)
     try:
         assert _collect(camera, 30) == list(range(1, 31))
     finally:
