@@ -26,6 +26,8 @@ CIRC_NO_OVERWRITE = 2
 CCS_HALT = 1
 PL_CALLBACK_BOF = 0
 PL_CALLBACK_EOF = 1
+ATTR_CURRENT = 0
+ATTR_AVAIL = 8
 EXT_TRIG_INTERNAL = 7 << 8
 STATUS_NAMES = {
     0: "READOUT_NOT_ACTIVE",
@@ -98,6 +100,7 @@ _SIGNATURES = {
     "pl_cam_close": [int16],
     "pl_cam_register_callback_ex3": [int16, int32, ctypes.c_void_p, ctypes.c_void_p],
     "pl_cam_deregister_callback": [int16, int32],
+    "pl_get_param": [int16, uns32, int16, ctypes.c_void_p],
     "pl_exp_setup_cont": [
         int16,
         uns16,
@@ -192,6 +195,19 @@ class Sdk:
     def clear_callback(self, handle: int, event: int) -> None:
         self._call("pl_cam_deregister_callback", handle, event)
         self._callbacks.pop((handle, event), None)
+
+    def get_param(
+        self,
+        handle: int,
+        param_id: int,
+        attribute: int = ATTR_CURRENT,
+        ctype: type = ctypes.c_int16,
+    ) -> int | float:
+        """``pl_get_param`` into a ``ctype`` (the parameter's C type; ``c_uint16``
+        for ``ATTR_AVAIL``)."""
+        value = ctype()
+        self._call("pl_get_param", handle, param_id, attribute, ctypes.byref(value))
+        return value.value
 
     def setup_cont(
         self,

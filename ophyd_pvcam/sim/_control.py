@@ -13,8 +13,26 @@ from ._loader import SimulatorError, library
 log = logging.getLogger(__name__)
 
 ENV_FAULTS = "OPHYD_PVCAM_SIM_FAULTS"
-FAULT_KINDS = {"stall": 1, "readout_failure": 2, "disconnect": 3, "drop": 4}
+FAULT_KINDS = {
+    "stall": 1,
+    "readout_failure": 2,
+    "disconnect": 3,
+    "drop": 4,
+    "param_poll": 5,
+    "callback_reregister": 6,
+    "byte_limit": 7,
+}
 MAX_CAMERAS = 8
+# Kinds that count frames (after_frames) and their default; the others count
+# parameter calls (param_poll: after_calls) or bytes (byte_limit: bytes).
+_AFTER_FRAMES_DEFAULT = {
+    "stall": 0,
+    "readout_failure": 0,
+    "disconnect": 0,
+    "drop": 0,
+    "callback_reregister": 5,
+}
+_DURATION_KINDS = {"stall", "drop", "byte_limit"}
 
 
 def declare_control_api(lib: ctypes.CDLL) -> None:
@@ -25,11 +43,13 @@ def declare_control_api(lib: ctypes.CDLL) -> None:
         "pvsim_set_seed": (None, [u64]),
         "pvsim_frames_generated": (u64, [c_int]),
         "pvsim_frames_dropped": (u64, [c_int]),
-        "pvsim_inject_fault": (u64, [c_int, c_int, u64, u64, ctypes.c_double, c_int]),
+        "pvsim_add_fault": (u64, [c_int, c_int, u64, u64, u64, ctypes.c_double, c_int]),
         "pvsim_clear_faults": (None, []),
         "pvsim_fault_count": (c_int, []),
         "pvsim_fire_edge": (c_int, [c_int]),
         "pvsim_buffer_full": (c_int, [c_int]),
+        "pvsim_param_calls_mid_stream": (u64, [c_int]),
+        "pvsim_last_param_mid_stream": (ctypes.c_uint32, [c_int]),
     }
     for name, (restype, argtypes) in signatures.items():
         function = getattr(lib, name)
@@ -43,11 +63,13 @@ class Fault:
 
     id: int
     kind: str
-    after_frames: int
+    after_frames: int | None
     duration: float | None
     every: int | None
     times: int | None
     camera: int | None
+    after_calls: int | None = None
+    bytes: int | None = None
 
 
 def _check_camera(camera: int | None) -> int:
@@ -58,14 +80,22 @@ def _check_camera(camera: int | None) -> int:
     return camera
 
 
+def _positive(name: str, value, kind: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"a {kind!r} fault needs {name}=N (an integer >= 1), got {value!r}")
+    return value
+
+
 def inject_fault(
     kind: str,
-    after_frames: int = 0,
+    after_frames: int | None = None,
     duration: float | None = None,
     *,
     every: int | None = None,
     times: int | None = None,
     camera: int | None = None,
+    after_calls: int | None = None,
+    bytes: int | None = None,
 ) -> Fault:
     """Make the simulated camera misbehave.
 
@@ -82,44 +112,79 @@ def inject_fault(
     - ``"drop"``: every ``every``-th frame after ``after_frames`` is lost on the
       way, leaving a gap in the frame numbers (for ``duration`` seconds, or
       until cleared).
+    - ``"param_poll"``: from the first frame of a continuous acquisition until
+      it stops, every parameter call on the camera (``pl_get_param`` with any
+      attribute, ``pl_set_param``, the enumeration calls) counts; the
+      ``after_calls``-th (default 1) stops the stream for good: no more
+      callbacks or frames, status READOUT_NOT_ACTIVE.  pyvcam's
+      ``poll_frame`` then raises ``RuntimeError("Acquisition not active.")``.
+      Sequences are not affected.
+    - ``"callback_reregister"``: if a frame callback was registered while one
+      was still registered for that event (and not deregistered since), the
+      next acquisition's callbacks stop after ``after_frames`` frames
+      (default 5); the sensor keeps filling the buffer.
+    - ``"byte_limit"``: in any acquisition, frames stop like a stall once
+      ``bytes`` bytes of frames have been delivered: after
+      ``bytes // frame_bytes`` frames, whatever the frame size.
 
     A fault applies to every acquisition until cleared, or to the next
     ``times`` acquisitions it fires in; to every camera, or to ``camera``.
     """
     if kind not in FAULT_KINDS:
         raise ValueError(f"fault kind {kind!r} is not one of {sorted(FAULT_KINDS)}")
-    if not isinstance(after_frames, int) or after_frames < 0:
-        raise ValueError(f"after_frames={after_frames!r}: expected an integer >= 0")
-    if duration is not None and not (
-        isinstance(duration, (int, float)) and math.isfinite(duration) and duration > 0
-    ):
-        raise ValueError(f"duration={duration!r}: expected None or a number of seconds > 0")
+    if kind in _AFTER_FRAMES_DEFAULT:
+        if after_frames is None:
+            after_frames = _AFTER_FRAMES_DEFAULT[kind]
+        if not isinstance(after_frames, int) or after_frames < 0:
+            raise ValueError(f"after_frames={after_frames!r}: expected an integer >= 0")
+    elif after_frames is not None:
+        unit = "after_calls=N" if kind == "param_poll" else "bytes=N"
+        raise ValueError(f"after_frames does not apply to {kind!r} faults (they use {unit})")
+    if duration is not None:
+        if kind not in _DURATION_KINDS:
+            raise ValueError(
+                f"duration= does not apply to {kind!r} faults: the acquisition stays "
+                "broken until it is restarted"
+            )
+        if not (isinstance(duration, (int, float)) and math.isfinite(duration) and duration > 0):
+            raise ValueError(f"duration={duration!r}: expected None or a number of seconds > 0")
     if kind == "drop":
-        if not isinstance(every, int) or every < 1:
-            raise ValueError(f"a 'drop' fault needs every=N (an integer >= 1), got {every!r}")
+        _positive("every", every, kind)
     elif every is not None:
         raise ValueError(f"every= only applies to 'drop' faults, not {kind!r}")
+    if kind == "param_poll":
+        after_calls = _positive("after_calls", 1 if after_calls is None else after_calls, kind)
+    elif after_calls is not None:
+        raise ValueError(f"after_calls= only applies to 'param_poll' faults, not {kind!r}")
+    if kind == "byte_limit":
+        _positive("bytes", bytes, kind)
+    elif bytes is not None:
+        raise ValueError(f"bytes= only applies to 'byte_limit' faults, not {kind!r}")
     if times is not None and (not isinstance(times, int) or times < 1):
         raise ValueError(f"times={times!r}: expected None (until cleared) or an integer >= 1")
-    serial = library().pvsim_inject_fault(
+    serial = library().pvsim_add_fault(
         FAULT_KINDS[kind],
         _check_camera(camera),
-        after_frames,
+        after_frames or 0,
         every or 0,
+        after_calls or bytes or 0,
         float(duration or 0.0),
         -1 if times is None else times,
     )
     if not serial:
         raise SimulatorError("the simulator refused the fault (at most 16 at once)")
-    fault = Fault(int(serial), kind, after_frames, duration, every, times, camera)
+    fault = Fault(
+        int(serial), kind, after_frames, duration, every, times, camera, after_calls, bytes
+    )
     log.warning("Simulated camera fault injected: %s", fault)
     return fault
 
 
 def clear_faults() -> None:
-    """Remove every fault.  A stall in progress resumes; a failed readout or a
-    disconnected camera stays failed until the acquisition restarts or the
-    camera is reopened."""
+    """Remove every fault.  A stall (or byte limit) in progress resumes; a
+    failed readout, a stream stopped by ``param_poll`` or callbacks stopped by
+    ``callback_reregister`` stay so until the acquisition restarts, and a
+    disconnected camera until it is reopened."""
     library().pvsim_clear_faults()
 
 
@@ -144,6 +209,21 @@ def buffer_full(camera: int = 0) -> bool:
     return bool(library().pvsim_buffer_full(_check_camera(camera)))
 
 
+def param_calls_mid_stream(camera: int | None = None) -> int:
+    """Parameter calls (``pl_get_param`` with any attribute, ``pl_set_param``,
+    ``pl_get_enum_param``, ``pl_enum_str_length``) made on the camera(s) while a
+    continuous acquisition streamed -- from its first delivered frame until it
+    was stopped -- since the library was loaded, whether or not a
+    ``param_poll`` fault was armed.  pyvcam's own streaming calls make none."""
+    return int(library().pvsim_param_calls_mid_stream(_check_camera(camera)))
+
+
+def last_param_mid_stream(camera: int = 0) -> int | None:
+    """The parameter id of the last such call on a camera (a ``PARAM_*``
+    value of pyvcam's constants), or None if there was none."""
+    return int(library().pvsim_last_param_mid_stream(_check_camera(camera))) or None
+
+
 def fire_edge(camera: int = 0) -> bool:
     """Send an edge to the camera's trigger input (Edge Trigger and Trigger
     First modes).  Returns False if the camera ignored it because it was busy
@@ -164,10 +244,19 @@ def set_seed(seed: int) -> None:
 
 def parse_fault_spec(text: str) -> list[dict]:
     """Parse ``OPHYD_PVCAM_SIM_FAULTS``: ``kind[:key=value,...]`` entries separated
-    by ``;``, with keys after, duration, every, times, camera.  Example:
-    ``stall:after=85`` or ``drop:every=10;readout_failure:after=200,times=1``."""
+    by ``;``, with keys after, duration, every, times, camera, after_calls,
+    bytes.  Example: ``stall:after=85``,
+    ``drop:every=10;readout_failure:after=200,times=1``,
+    ``param_poll:after_calls=2`` or ``byte_limit:bytes=780000000``."""
     specs = []
-    integer_keys = {"after": "after_frames", "every": "every", "times": "times", "camera": "camera"}
+    integer_keys = {
+        "after": "after_frames",
+        "every": "every",
+        "times": "times",
+        "camera": "camera",
+        "after_calls": "after_calls",
+        "bytes": "bytes",
+    }
     for entry in filter(None, (part.strip() for part in text.split(";"))):
         kind, _, options = entry.partition(":")
         spec: dict = {"kind": kind.strip()}
@@ -186,14 +275,20 @@ def parse_fault_spec(text: str) -> list[dict]:
             except (KeyError, ValueError):
                 raise SimulatorError(
                     f"{ENV_FAULTS}: cannot read {option!r} in {entry!r}; expected "
-                    "after=N, duration=SECONDS, every=N, times=N or camera=N"
+                    "after=N, duration=SECONDS, every=N, times=N, camera=N, "
+                    "after_calls=N or bytes=N"
                 ) from None
         specs.append(spec)
     return specs
 
 
 def inject_environment_faults() -> list[Fault]:
-    """Inject the faults named in ``OPHYD_PVCAM_SIM_FAULTS`` (called by load())."""
+    """Inject the faults named in ``OPHYD_PVCAM_SIM_FAULTS`` (called by load()).
+
+    A test suite that clears faults between tests calls it again after
+    :func:`clear_faults` to keep the environment's faults armed for every test
+    (e.g. ``OPHYD_PVCAM_SIM_FAULTS=param_poll`` to fail any test whose code
+    reads or writes a parameter while streaming)."""
     text = os.environ.get(ENV_FAULTS, "")
     faults = []
     for spec in parse_fault_spec(text):

@@ -55,13 +55,19 @@ typedef struct {
 
 typedef void (*frame_callback)(FRAME_INFO *info, void *context);
 
+typedef struct {
+    uns16 entries;
+    uns32 *params;
+} smart_stream_type;
+
 /* ---- constants from pvcam.h -------------------------------------------- */
 enum { ATTR_CURRENT, ATTR_COUNT, ATTR_TYPE, ATTR_MIN, ATTR_MAX, ATTR_DEFAULT,
        ATTR_INCREMENT, ATTR_ACCESS, ATTR_AVAIL, ATTR_LIVE };
 enum { ACC_READ_ONLY = 1, ACC_READ_WRITE = 2 };
 enum { TYPE_INT16 = 1, TYPE_INT32 = 2, TYPE_FLT64 = 4, TYPE_UNS8 = 5,
        TYPE_UNS16 = 6, TYPE_UNS32 = 7, TYPE_UNS64 = 8, TYPE_ENUM = 9,
-       TYPE_BOOLEAN = 11, TYPE_INT8 = 12, TYPE_CHAR_PTR = 13, TYPE_INT64 = 16 };
+       TYPE_BOOLEAN = 11, TYPE_INT8 = 12, TYPE_CHAR_PTR = 13, TYPE_VOID_PTR = 14,
+       TYPE_INT64 = 16, TYPE_SMART_STREAM_TYPE_PTR = 18, TYPE_RGN_TYPE = 20 };
 enum { READOUT_NOT_ACTIVE, EXPOSURE_IN_PROGRESS, READOUT_IN_PROGRESS,
        READOUT_COMPLETE, READOUT_FAILED };
 #define FRAME_AVAILABLE READOUT_COMPLETE
@@ -113,6 +119,7 @@ void sim_clear_error(void);
 #define MAX_GAINS 3
 #define MAX_SPEEDS 2
 #define MAX_INFLIGHT 4
+#define SMART_MAX_ENTRIES 16 /* modelled: the real camera's limit is not documented */
 
 typedef struct {
     const char *name;
@@ -164,13 +171,23 @@ typedef struct {
 } sim_inflight;
 
 /* faults (sim_faults.c) */
-enum sim_fault_kind { FAULT_STALL = 1, FAULT_READOUT_FAILURE, FAULT_DISCONNECT, FAULT_DROP };
+enum sim_fault_kind {
+    FAULT_STALL = 1,
+    FAULT_READOUT_FAILURE,
+    FAULT_DISCONNECT,
+    FAULT_DROP,
+    FAULT_PARAM_POLL,          /* parameter access mid-stream kills the stream */
+    FAULT_CALLBACK_REREGISTER, /* a double callback registration kills callbacks */
+    FAULT_BYTE_LIMIT,          /* frames stop after so many bytes */
+    FAULT_KIND_LAST = FAULT_BYTE_LIMIT,
+};
 typedef struct {
     uint64_t serial; /* 0: empty */
     int kind;
     int camera; /* -1: every camera */
     uint64_t after_frames;
     uint64_t every;    /* drop: every n-th frame after after_frames */
+    uint64_t amount;   /* param_poll: the call that fires; byte_limit: bytes */
     double duration_s; /* <= 0: until cleared */
     int times_left;    /* acquisitions still to affect; < 0: unlimited */
     uint64_t generation;
@@ -183,6 +200,7 @@ typedef struct {
     int fired;
     uint64_t fired_ns;
     int finished;
+    uint64_t calls; /* param_poll: parameter calls counted so far */
 } sim_fault_progress;
 
 #define MAX_FAULTS 16
@@ -227,11 +245,27 @@ typedef struct {
     uint64_t period_ns;
     sim_pixels pixels;
 
+    /* S.M.A.R.T. streaming: exposures (exp_res units) applied frame by frame,
+     * in a circle, instead of the setup's; taken at setup when enabled. */
+    int smart_enabled;
+    uns16 smart_count;
+    uns32 smart_values[SMART_MAX_ENTRIES];
+    uns16 smart_frames; /* entries the last setup took (0: its own exposure) */
+    uint64_t smart_ns[SMART_MAX_ENTRIES];
+
     int metadata_enabled; /* PARAM_METADATA_ENABLED: frames carry PVCAM headers */
     uns32 pixel_offset;   /* bytes of metadata before the pixels in each frame */
 
     frame_callback on_bof, on_eof;
     void *bof_context, *eof_context;
+    /* A callback was registered over one still registered (BOF, EOF); cleared
+     * by deregistering that event or closing the camera. */
+    int registered_twice[2];
+
+    /* Parameter calls (get, set, enumeration) made on this camera while a
+     * continuous acquisition streamed, over the camera's whole life. */
+    uint64_t param_calls_mid_stream;
+    uns32 last_param_mid_stream;
 
     /* acquisition */
     int acquiring;
@@ -255,7 +289,15 @@ typedef struct {
     int inflight_count;
     int pending_triggers;
     uint64_t last_bof_ns;
+    uint64_t last_period_ns;
     int halted_for_buffer;
+    /* param_poll fired: no frame starts or arrives again and the status reads
+     * READOUT_NOT_ACTIVE until the acquisition is stopped and restarted. */
+    int stream_dead;
+    /* callback_reregister: the acquisition started after a double
+     * registration; frames after callback_limit arrive without callbacks. */
+    int registered_twice_at_start;
+    int32 callback_limit;
     sim_fault_progress fault_progress[MAX_FAULTS];
 } sim_camera;
 
@@ -275,6 +317,8 @@ const sim_gain *sim_current_gain(const sim_camera *cam);
 
 /* acquisition (sim_acquisition.c) */
 void sim_acquisition_stop(sim_camera *cam); /* called with cam->lock held */
+/* A parameter call on cam (lock held): counted, and a param_poll fault may fire. */
+void sim_param_access(sim_camera *cam, uns32 id);
 uint64_t sim_readout_ns(const sim_camera *cam, const rgn_type *roi);
 
 /* frame metadata (sim_metadata.c) */

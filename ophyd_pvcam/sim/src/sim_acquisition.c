@@ -19,6 +19,7 @@
 
 #define FIRST_FRAME_LATENCY_NS 100000ull /* from start (or trigger) to BOF */
 #define NEVER UINT64_MAX
+#define NO_CALLBACK_LIMIT INT32_MAX
 
 uint64_t sim_readout_ns(const sim_camera *cam, const rgn_type *roi)
 {
@@ -99,7 +100,8 @@ static void refresh_faults(sim_camera *cam)
         sim_fault_progress *p = &cam->fault_progress[i];
         if (!p->fault.serial || p->fault.generation == generation)
             continue;
-        if (p->fault.kind == FAULT_STALL && p->fired && !p->finished) {
+        int pauses = p->fault.kind == FAULT_STALL || p->fault.kind == FAULT_BYTE_LIMIT;
+        if (pauses && p->fired && !p->finished) {
             uint64_t now = sim_now_ns(); /* a cleared stall resumes, paced from now */
             if (cam->next_start_ns < now)
                 cam->next_start_ns = now;
@@ -126,6 +128,15 @@ static void fire(sim_fault_progress *p, uint64_t now)
     sim_fault_consume(p->fault.serial);
 }
 
+/* Frames a fault lets start before it acts: after_frames, or for a byte
+ * limit as many whole frames as fit in its bytes. */
+static uint64_t frames_before(const sim_camera *cam, const sim_fault *f)
+{
+    if (f->kind == FAULT_BYTE_LIMIT)
+        return cam->frame_bytes ? f->amount / cam->frame_bytes : 0;
+    return f->after_frames;
+}
+
 /* May the next frame start, as far as faults are concerned? */
 static enum gate fault_gate(sim_camera *cam, uint64_t now, uint64_t *until)
 {
@@ -133,12 +144,15 @@ static enum gate fault_gate(sim_camera *cam, uint64_t now, uint64_t *until)
     enum gate gate = GATE_OPEN;
     for (int i = 0; i < MAX_FAULTS; ++i) {
         sim_fault_progress *p = &cam->fault_progress[i];
-        if (!p->fault.serial || p->finished || p->fault.kind == FAULT_DROP)
+        int kind = p->fault.kind;
+        if (!p->fault.serial || p->finished || kind == FAULT_DROP || kind == FAULT_PARAM_POLL
+            || kind == FAULT_CALLBACK_REREGISTER)
+            continue; /* these act elsewhere */
+        if ((uint64_t)cam->frames_started < frames_before(cam, &p->fault))
             continue;
-        if ((uint64_t)cam->frames_started < p->fault.after_frames)
-            continue;
-        switch (p->fault.kind) {
+        switch (kind) {
         case FAULT_STALL:
+        case FAULT_BYTE_LIMIT: /* frames stop; the status still claims to acquire */
             fire(p, now);
             if (duration_over(p, now)) {
                 p->finished = 1; /* resume, paced from now */
@@ -187,6 +201,61 @@ static int failed_by_fault(sim_camera *cam, int32 nr, uint64_t now)
     return 0;
 }
 
+/* Does frame nr still get its BOF/EOF callbacks?  After a double callback
+ * registration (callback_reregister), frames beyond after_frames arrive in the
+ * buffer without them, for the rest of the acquisition. */
+static int callbacks_for(sim_camera *cam, int32 nr, uint64_t now)
+{
+    if (nr > cam->callback_limit)
+        return 0;
+    if (!cam->registered_twice_at_start)
+        return 1;
+    refresh_faults(cam);
+    for (int i = 0; i < MAX_FAULTS; ++i) {
+        sim_fault_progress *p = &cam->fault_progress[i];
+        if (!p->fault.serial || p->fault.kind != FAULT_CALLBACK_REREGISTER
+            || (uint64_t)nr <= p->fault.after_frames)
+            continue;
+        fire(p, now);
+        if ((uint64_t)cam->callback_limit > p->fault.after_frames)
+            cam->callback_limit = (int32)p->fault.after_frames;
+    }
+    return nr <= cam->callback_limit;
+}
+
+/* The stream dies (param_poll): no frame starts or arrives again, and the
+ * status reads READOUT_NOT_ACTIVE until the acquisition is stopped. */
+static void kill_stream(sim_camera *cam)
+{
+    cam->stream_dead = 1;
+    cam->status = READOUT_NOT_ACTIVE;
+    cam->inflight_count = 0;
+    cam->pending_triggers = 0;
+    pthread_cond_broadcast(&cam->wake);
+}
+
+void sim_param_access(sim_camera *cam, uns32 id)
+{
+    /* Counted from the first delivered frame of a continuous acquisition
+     * until it is stopped; setup, start and sequences do not count. */
+    if (!cam->acquiring || cam->is_sequence || cam->frames_delivered == 0)
+        return;
+    cam->param_calls_mid_stream++;
+    cam->last_param_mid_stream = id;
+    if (cam->stream_dead)
+        return;
+    refresh_faults(cam);
+    for (int i = 0; i < MAX_FAULTS; ++i) {
+        sim_fault_progress *p = &cam->fault_progress[i];
+        if (!p->fault.serial || p->fault.kind != FAULT_PARAM_POLL || p->fired)
+            continue;
+        if (++p->calls >= p->fault.amount) {
+            fire(p, sim_now_ns());
+            kill_stream(cam);
+        }
+    }
+}
+
 static int dropped_by_fault(sim_camera *cam, int32 nr, uint64_t now)
 {
     refresh_faults(cam);
@@ -215,7 +284,7 @@ static int dropped_by_fault(sim_camera *cam, int32 nr, uint64_t now)
 static int next_start(sim_camera *cam, uint64_t now, uint64_t *at, uint64_t *wake)
 {
     *wake = NEVER;
-    if (cam->status == READOUT_FAILED || cam->disconnected)
+    if (cam->status == READOUT_FAILED || cam->disconnected || cam->stream_dead)
         return 0;
     if (cam->is_sequence && cam->frames_started >= cam->exp_total)
         return 0;
@@ -250,6 +319,15 @@ static void unlocked_callback(sim_camera *cam, frame_callback cb, void *context,
     pthread_mutex_lock(&cam->lock);
 }
 
+/* The exposure of frame nr: the setup's, or with S.M.A.R.T. streaming the
+ * next of its exposures, in a circle. */
+static uint64_t exposure_of(const sim_camera *cam, int32 nr)
+{
+    if (!cam->smart_frames)
+        return cam->exposure_ns;
+    return cam->smart_ns[(uint32_t)(nr - 1) % cam->smart_frames];
+}
+
 static void begin_frame(sim_camera *cam, uint64_t due)
 {
     /* Frames start on the sensor's schedule even when this thread runs late
@@ -261,11 +339,14 @@ static void begin_frame(sim_camera *cam, uint64_t due)
     if (needs_trigger(cam))
         cam->pending_triggers = 0;
     int32 nr = ++cam->frames_started;
+    uint64_t exposure = exposure_of(cam, nr);
+    uint64_t period = exposure > cam->readout_ns ? exposure : cam->readout_ns;
     cam->inflight[cam->inflight_count++] = (sim_inflight){
-        .nr = nr, .bof_ns = bof, .eof_due_ns = bof + cam->exposure_ns + cam->readout_ns};
+        .nr = nr, .bof_ns = bof, .eof_due_ns = bof + exposure + cam->readout_ns};
     cam->last_bof_ns = bof;
-    cam->next_start_ns = bof + cam->period_ns;
-    if (cam->on_bof)
+    cam->last_period_ns = period;
+    cam->next_start_ns = bof + period;
+    if (cam->on_bof && callbacks_for(cam, nr, sim_now_ns()))
         unlocked_callback(cam, cam->on_bof, cam->bof_context, frame_info(cam, nr, bof, 0));
 }
 
@@ -298,7 +379,7 @@ static void finish_frame(sim_camera *cam)
             sim_metadata_write(cam, dest, f.nr, f.bof_ns, f.eof_due_ns);
         sim_pixels_render(&cam->pixels, f.nr, (uint16_t *)(dest + cam->pixel_offset));
         pthread_mutex_lock(&cam->lock);
-        if (cam->stop_requested)
+        if (cam->stop_requested || cam->stream_dead)
             return;
         cam->slot_info[slot] = fi;
         cam->latest_slot = slot;
@@ -311,7 +392,7 @@ static void finish_frame(sim_camera *cam)
         cam->status = !cam->is_sequence ? FRAME_AVAILABLE
                       : sequence_done(cam) ? READOUT_COMPLETE
                                            : READOUT_IN_PROGRESS;
-        if (cam->on_eof)
+        if (cam->on_eof && callbacks_for(cam, f.nr, now))
             unlocked_callback(cam, cam->on_eof, cam->eof_context, fi);
     }
     if (cam->is_sequence && sequence_done(cam) && cam->status != READOUT_FAILED)
@@ -379,6 +460,7 @@ void sim_acquisition_stop(sim_camera *cam)
     cam->held = 0;
     cam->pending_triggers = 0;
     cam->halted_for_buffer = 0;
+    cam->stream_dead = 0;
 }
 
 /* ---- setup and start -------------------------------------------------------- */
@@ -424,6 +506,10 @@ static rs_bool setup(int16 hcam, int is_sequence, uns16 exp_total, uns16 rgn_tot
         ok = sim_fail(ERR_OUT_OF_RANGE, "Exposure %u is above the maximum %llu %s",
                       exposure_time, (unsigned long long)max_exposure,
                       cam->exp_res == EXP_RES_ONE_MICROSEC ? "us" : "ms");
+    else if (cam->smart_enabled && cam->smart_count && exposure_time == 0)
+        ok = sim_fail(ERR_CONFIGURATION_INVALID,
+                      "With S.M.A.R.T. streaming the setup's exposure must not be 0 "
+                      "(its exposures replace it)");
     else
         ok = check_region(&rgn_array[0]);
     if (ok) {
@@ -437,8 +523,11 @@ static rs_bool setup(int16 hcam, int is_sequence, uns16 exp_total, uns16 rgn_tot
         /* The camera remembers the requested mode; start checks it. */
         cam->trigger_mode = exp_mode & TRIGGER_MASK;
         cam->expose_out_mode = exp_mode & EXPOSE_OUT_MASK;
-        cam->exposure_ns = (uint64_t)exposure_time
-                           * (cam->exp_res == EXP_RES_ONE_MICROSEC ? 1000ull : 1000000ull);
+        uint64_t unit_ns = cam->exp_res == EXP_RES_ONE_MICROSEC ? 1000ull : 1000000ull;
+        cam->exposure_ns = (uint64_t)exposure_time * unit_ns;
+        cam->smart_frames = cam->smart_enabled ? cam->smart_count : 0;
+        for (int i = 0; i < cam->smart_frames; ++i)
+            cam->smart_ns[i] = (uint64_t)cam->smart_values[i] * unit_ns;
         cam->readout_ns = sim_readout_ns(cam, r);
         cam->period_ns = cam->exposure_ns > cam->readout_ns ? cam->exposure_ns : cam->readout_ns;
         cam->pixel_offset = cam->metadata_enabled ? METADATA_BYTES : 0;
@@ -522,6 +611,10 @@ static rs_bool start(int16 hcam, int is_sequence, void *buffer, uns32 size)
         cam->pending_triggers = 0;
         cam->halted_for_buffer = 0;
         cam->stop_requested = 0;
+        cam->stream_dead = 0;
+        cam->registered_twice_at_start =
+            cam->registered_twice[PL_CALLBACK_BOF] || cam->registered_twice[PL_CALLBACK_EOF];
+        cam->callback_limit = NO_CALLBACK_LIMIT;
         memset(cam->fault_progress, 0, sizeof cam->fault_progress);
         cam->acquiring = 1;
         if (pthread_create(&cam->thread, NULL, generator_main, cam) != 0) {
@@ -667,11 +760,13 @@ rs_bool pl_exp_finish_seq(int16 hcam, void *pixel_stream, int16 hbuf)
 
 static int accept_trigger(sim_camera *cam)
 {
+    if (cam->stream_dead)
+        return 0;
     if (!needs_trigger(cam) || cam->pending_triggers > 0 || cam->inflight_count > 0)
         return 0; /* busy, or not waiting for a trigger: ignored, as a camera would */
     cam->pending_triggers = 1;
     uint64_t now = sim_now_ns() + FIRST_FRAME_LATENCY_NS;
-    uint64_t ready = cam->frames_started ? cam->last_bof_ns + cam->period_ns : 0;
+    uint64_t ready = cam->frames_started ? cam->last_bof_ns + cam->last_period_ns : 0;
     cam->next_start_ns = now > ready ? now : ready;
     pthread_cond_broadcast(&cam->wake);
     return 1;
@@ -688,6 +783,10 @@ rs_bool pl_exp_trigger(int16 hcam, uns32 *flags, uns32 value)
     rs_bool ok = PV_OK;
     if (!cam->acquiring)
         ok = sim_fail(ERR_NOT_ACQUIRING, "No acquisition is running");
+    else if (cam->stream_dead)
+        ok = sim_fail(ERR_NOT_ACQUIRING,
+                      "The acquisition is no longer active (status READOUT_NOT_ACTIVE); "
+                      "stop and restart it");
     else if (!is_software_mode(cam->trigger_mode))
         ok = sim_fail(ERR_CONFIGURATION_INVALID,
                       "Software triggers need a Software Trigger exposure mode (now %d)",

@@ -196,6 +196,7 @@ static void close_camera_locked(sim_camera *cam)
 {
     sim_acquisition_stop(cam);
     cam->on_bof = cam->on_eof = NULL;
+    cam->registered_twice[PL_CALLBACK_BOF] = cam->registered_twice[PL_CALLBACK_EOF] = 0;
     cam->open = 0;
     cam->disconnected = 0;
 }
@@ -334,10 +335,14 @@ rs_bool pl_cam_register_callback_ex3(int16 hcam, int32 event, void *callback, vo
     if (!cam)
         return PV_FAIL;
     rs_bool ok = PV_OK;
+    /* Registering over a registered callback replaces it; the simulator
+     * remembers it for the callback_reregister fault. */
     if (event == PL_CALLBACK_BOF) {
+        cam->registered_twice[event] |= cam->on_bof != NULL;
         cam->on_bof = (frame_callback)callback;
         cam->bof_context = context;
     } else if (event == PL_CALLBACK_EOF) {
+        cam->registered_twice[event] |= cam->on_eof != NULL;
         cam->on_eof = (frame_callback)callback;
         cam->eof_context = context;
     } else {
@@ -356,6 +361,8 @@ rs_bool pl_cam_deregister_callback(int16 hcam, int32 event)
         cam->on_bof = NULL;
     else if (event == PL_CALLBACK_EOF)
         cam->on_eof = NULL;
+    if (event == PL_CALLBACK_BOF || event == PL_CALLBACK_EOF)
+        cam->registered_twice[event] = 0;
     pthread_mutex_unlock(&cam->lock);
     return PV_OK;
 }
@@ -402,6 +409,35 @@ uint64_t pvsim_frames_generated(int camera)
         pthread_mutex_unlock(&g_cameras[i].lock);
     }
     return total;
+}
+
+/* Parameter calls made while a continuous acquisition streamed (from its
+ * first frame until it stopped), on one camera or all (camera < 0). */
+uint64_t pvsim_param_calls_mid_stream(int camera)
+{
+    uint64_t total = 0;
+    construct_cameras();
+    for (int i = 0; i < MAX_CAMERAS; ++i) {
+        if (camera >= 0 && camera != i)
+            continue;
+        pthread_mutex_lock(&g_cameras[i].lock);
+        total += g_cameras[i].param_calls_mid_stream;
+        pthread_mutex_unlock(&g_cameras[i].lock);
+    }
+    return total;
+}
+
+/* The parameter id of the last such call on a camera (0: none yet). */
+uint32_t pvsim_last_param_mid_stream(int camera)
+{
+    sim_camera *cam = sim_camera_at(camera);
+    if (!cam)
+        return 0;
+    construct_cameras();
+    pthread_mutex_lock(&cam->lock);
+    uint32_t id = cam->last_param_mid_stream;
+    pthread_mutex_unlock(&cam->lock);
+    return id;
 }
 
 const char *pvsim_identity(void)

@@ -38,13 +38,17 @@ void sim_fault_consume(uint64_t serial)
     pthread_mutex_unlock(&g_fault_lock);
 }
 
-/* Returns the fault's serial number, or 0 if it was refused. */
-uint64_t pvsim_inject_fault(int kind, int camera, uint64_t after_frames, uint64_t every,
-                            double duration_s, int times)
+/* Returns the fault's serial number, or 0 if it was refused.  amount is the
+ * parameter call that fires a param_poll fault, or the bytes after which a
+ * byte_limit fault stops frames. */
+uint64_t pvsim_add_fault(int kind, int camera, uint64_t after_frames, uint64_t every,
+                         uint64_t amount, double duration_s, int times)
 {
-    if (kind < FAULT_STALL || kind > FAULT_DROP || times == 0)
+    if (kind < FAULT_STALL || kind > FAULT_KIND_LAST || times == 0)
         return 0;
     if (kind == FAULT_DROP && every == 0)
+        return 0;
+    if ((kind == FAULT_PARAM_POLL || kind == FAULT_BYTE_LIMIT) && amount == 0)
         return 0;
     pthread_mutex_lock(&g_fault_lock);
     uint64_t serial = 0;
@@ -56,6 +60,7 @@ uint64_t pvsim_inject_fault(int kind, int camera, uint64_t after_frames, uint64_
             .camera = camera,
             .after_frames = after_frames,
             .every = every,
+            .amount = amount,
             .duration_s = duration_s,
             .times_left = times,
             .generation = g_generation,
@@ -66,8 +71,9 @@ uint64_t pvsim_inject_fault(int kind, int camera, uint64_t after_frames, uint64_
     return serial;
 }
 
-/* Removes every fault; faults in effect end (a stall resumes), but a camera
- * that already failed or vanished stays that way until restarted/reopened. */
+/* Removes every fault; faults in effect end (a stall or byte limit resumes),
+ * but a camera that already failed, vanished, lost its stream (param_poll) or
+ * its callbacks (callback_reregister) stays that way until restarted/reopened. */
 void pvsim_clear_faults(void)
 {
     pthread_mutex_lock(&g_fault_lock);

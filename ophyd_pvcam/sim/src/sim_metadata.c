@@ -75,7 +75,7 @@ void sim_metadata_write(const sim_camera *cam, uns8 *frame, int32 nr, uint64_t b
         .roiCount = 1,
         .timestampBOF = (bof_ns - cam->start_ns) * 1000ull,
         .timestampEOF = (eof_ns - cam->start_ns) * 1000ull,
-        .exposureTime = cam->exposure_ns * 1000ull,
+        .exposureTime = (eof_ns - bof_ns - cam->readout_ns) * 1000ull,
         .bitDepth = (uns8)sim_current_gain(cam)->bit_depth,
     };
     md_frame_roi_header roi = {

@@ -15,6 +15,8 @@
 /* Parameter ids: (class << 16) | (type << 24) | number, as in pvcam.h. */
 #define PID(cls, type, num) ((uns32)(((cls) << 16) | ((type) << 24) | (num)))
 #define P_DD_VERSION PID(0, TYPE_UNS16, 2)
+#define P_CAM_INTERFACE_TYPE PID(0, TYPE_ENUM, 10)
+#define P_CAM_INTERFACE_MODE PID(0, TYPE_ENUM, 11)
 #define P_ADC_OFFSET PID(2, TYPE_INT16, 195)
 #define P_CHIP_NAME PID(2, TYPE_CHAR_PTR, 129)
 #define P_VENDOR_NAME PID(2, TYPE_CHAR_PTR, 131)
@@ -47,6 +49,9 @@
 #define P_SPDTAB_NAME PID(2, TYPE_CHAR_PTR, 515)
 #define P_READOUT_PORT PID(2, TYPE_ENUM, 247)
 #define P_PIX_TIME PID(2, TYPE_UNS16, 516)
+#define P_IMAGE_FORMAT PID(2, TYPE_ENUM, 248)
+#define P_IMAGE_COMPRESSION PID(2, TYPE_ENUM, 249)
+#define P_ROI PID(3, TYPE_RGN_TYPE, 1)
 #define P_EXP_RES PID(3, TYPE_ENUM, 2)
 #define P_EXP_RES_INDEX PID(3, TYPE_UNS16, 4)
 #define P_EXPOSURE_TIME PID(3, TYPE_UNS64, 8)
@@ -56,6 +61,9 @@
 #define P_BINNING_PAR PID(3, TYPE_ENUM, 166)
 #define P_ROI_COUNT PID(3, TYPE_UNS16, 169)
 #define P_METADATA_ENABLED PID(3, TYPE_BOOLEAN, 168)
+#define P_SMART_STREAM_MODE_ENABLED PID(2, TYPE_BOOLEAN, 700)
+#define P_SMART_STREAM_MODE PID(2, TYPE_UNS16, 701)
+#define P_SMART_STREAM_EXP_PARAMS PID(2, TYPE_VOID_PTR, 702) /* its type: see describe() */
 
 #define PORT0_NAME "Sensitivity"
 #define PORT1_NAME "Speed"
@@ -98,6 +106,17 @@ static const sim_enum_item EXP_RESOLUTIONS[] = {
     {"One Millisecond", EXP_RES_ONE_MILLISEC}, {"One Microsecond", EXP_RES_ONE_MICROSEC},
 };
 static const sim_enum_item BINNINGS[] = {{"1", 1}, {"2", 2}, {"4", 4}};
+/* Every gain delivers 16-bit words, uncompressed (PL_IMAGE_FORMAT_MONO16,
+ * PL_IMAGE_COMPRESSION_NONE).  The item names are the simulator's. */
+static const sim_enum_item IMAGE_FORMATS[] = {{"Mono 16", 0}};
+static const sim_enum_item IMAGE_COMPRESSIONS[] = {{"None", 0}};
+/* One interface, as a camera on one link reports it: PL_CAM_IFC_TYPE_USB_3_0
+ * in PL_CAM_IFC_MODE_IMAGING (pvcam.h's example table names them so). */
+static const sim_enum_item INTERFACE_TYPES[] = {{"USB 3.0", 0x203}};
+static const sim_enum_item INTERFACE_MODES[] = {{"Imaging", 2}};
+
+/* The buffer size PARAM_FRAME_BUFFER_SIZE recommends for circular buffers. */
+#define RECOMMENDED_BUFFER_FRAMES 16
 
 /* Longest exposure accepted: one hour, in each resolution. */
 #define MAX_EXPOSURE_MS 3600000ull
@@ -126,6 +145,8 @@ void sim_params_reset(sim_camera *cam)
     cam->trigger_mode = EXT_TRIG_INTERNAL;
     cam->expose_out_mode = 0;
     cam->metadata_enabled = 0;
+    cam->smart_enabled = 0;
+    cam->smart_count = 0;
     cam->setup_done = 0;
 }
 
@@ -139,6 +160,8 @@ typedef struct {
     const char *text;
     const sim_enum_item *items;
     int item_count;
+    rgn_type region; /* TYPE_RGN_TYPE: the current value */
+    uns32 smart[SMART_MAX_ENTRIES]; /* TYPE_SMART_STREAM_TYPE_PTR: current entries */
 } param_desc;
 
 static void numeric(param_desc *d, uns16 access, long long cur, long long lo, long long hi,
@@ -183,9 +206,21 @@ static void enumeration(param_desc *d, uns16 access, const sim_enum_item *items,
 /* The READOUT_PORT enumeration, in the same order as SIM_PORTS. */
 static const sim_enum_item PORT_ITEMS[] = {{PORT0_NAME, 0}, {PORT1_NAME, 1}};
 
-static uns32 frame_bytes_for(const rgn_type *roi)
+/* PARAM_FRAME_BUFFER_SIZE describes the acquisition set up last: a sequence
+ * needs exactly its frames; a circular buffer at least one frame, at most
+ * what fits in 4 GiB, RECOMMENDED_BUFFER_FRAMES by default. */
+static void buffer_size(const sim_camera *cam, param_desc *d)
 {
-    return (uns32)((roi->s2 - roi->s1 + 1) / roi->sbin) * (uns32)((roi->p2 - roi->p1 + 1) / roi->pbin) * 2u;
+    long long frame = cam->frame_bytes;
+    if (cam->is_sequence) {
+        long long all = frame * cam->exp_total;
+        numeric(d, ACC_READ_ONLY, all, all, all, all);
+    } else {
+        long long recommended = frame * RECOMMENDED_BUFFER_FRAMES;
+        numeric(d, ACC_READ_ONLY, recommended, frame, (0xFFFFFFFFll / frame) * frame,
+                recommended);
+        d->increment = frame;
+    }
 }
 
 static void describe(const sim_camera *cam, uns32 id, param_desc *d)
@@ -256,11 +291,38 @@ static void describe(const sim_camera *cam, uns32 id, param_desc *d)
                 cam->exp_res == EXP_RES_ONE_MICROSEC ? MAX_EXPOSURE_US : MAX_EXPOSURE_MS, 0);
         break;
     case P_CIRC_BUFFER: constant(d, 1); break;
-    case P_FRAME_BUFFER_SIZE: constant(d, (long long)frame_bytes_for(roi) * 16); break;
+    case P_FRAME_BUFFER_SIZE:
+        if (cam->setup_done) /* "available only after pl_exp_setup_seq/cont" */
+            buffer_size(cam, d);
+        break;
+    case P_ROI: /* the region of the last setup; no live ROI on this camera */
+        d->available = 1;
+        d->access = ACC_READ_ONLY;
+        d->region = *roi;
+        break;
+    case P_IMAGE_FORMAT:
+        enumeration(d, ACC_READ_ONLY, ENUM_LIST(IMAGE_FORMATS), 0, 0); break;
+    case P_IMAGE_COMPRESSION:
+        enumeration(d, ACC_READ_ONLY, ENUM_LIST(IMAGE_COMPRESSIONS), 0, 0); break;
+    case P_CAM_INTERFACE_TYPE:
+        enumeration(d, ACC_READ_ONLY, ENUM_LIST(INTERFACE_TYPES), 0x203, 0x203); break;
+    case P_CAM_INTERFACE_MODE:
+        enumeration(d, ACC_READ_ONLY, ENUM_LIST(INTERFACE_MODES), 2, 2); break;
     case P_BINNING_SER: case P_BINNING_PAR:
         enumeration(d, ACC_READ_ONLY, ENUM_LIST(BINNINGS), 1, 1); break;
     case P_ROI_COUNT: numeric(d, ACC_READ_WRITE, 1, 1, 1, 1); break;
     case P_METADATA_ENABLED: numeric(d, ACC_READ_WRITE, cam->metadata_enabled, 0, 1, 0); break;
+    case P_SMART_STREAM_MODE_ENABLED:
+        numeric(d, ACC_READ_WRITE, cam->smart_enabled, 0, 1, 0); break;
+    case P_SMART_STREAM_MODE: /* SMTMODE_ARBITRARY_ALL, the only mode pvcam.h defines */
+        numeric(d, ACC_READ_WRITE, 0, 0, 0, 0); break;
+    case P_SMART_STREAM_EXP_PARAMS:
+        /* pvcam.h: "The parameter type is incorrectly defined. The actual type
+         * is TYPE_SMART_STREAM_TYPE_PTR." ATTR_TYPE reports the actual one. */
+        numeric(d, ACC_READ_WRITE, cam->smart_count, 0, SMART_MAX_ENTRIES, 0);
+        d->type = TYPE_SMART_STREAM_TYPE_PTR;
+        memcpy(d->smart, cam->smart_values, sizeof d->smart);
+        break;
     default: d->available = 0; break;
     }
 }
@@ -297,6 +359,50 @@ static long long load(uns16 type, const void *in)
     }
 }
 
+/* S.M.A.R.T. exposures: ATTR_CURRENT fills a smart_stream_type (entries is its
+ * capacity on the way in); the other attributes give only its first two bytes,
+ * the entries (ATTR_MAX: how many the camera takes), except ATTR_COUNT, the
+ * number set, as pvcam's SMART streaming chapter describes. */
+static rs_bool get_smart(const param_desc *d, int16 attribute, void *value)
+{
+    uns16 count = (uns16)d->current;
+    switch (attribute) {
+    case ATTR_COUNT: *(uns32 *)value = count; return PV_OK;
+    case ATTR_MAX: *(uns16 *)value = (uns16)d->maximum; return PV_OK;
+    case ATTR_MIN: case ATTR_DEFAULT: *(uns16 *)value = 0; return PV_OK;
+    case ATTR_INCREMENT: *(uns16 *)value = 1; return PV_OK;
+    case ATTR_CURRENT: break;
+    default: return sim_fail(ERR_INVALID_ARGUMENT, "Unknown attribute %d", attribute);
+    }
+    smart_stream_type *out = value;
+    if (out->entries < count || (count && !out->params))
+        return sim_fail(ERR_BUFFER_TOO_SMALL,
+                        "The S.M.A.R.T. structure has room for %u exposures; %u are set",
+                        out->entries, count);
+    out->entries = count;
+    if (count)
+        memcpy(out->params, d->smart, count * sizeof *out->params);
+    return PV_OK;
+}
+
+static rs_bool set_smart(sim_camera *cam, const smart_stream_type *in)
+{
+    uint64_t max_exposure = cam->exp_res == EXP_RES_ONE_MICROSEC ? MAX_EXPOSURE_US
+                                                                 : MAX_EXPOSURE_MS;
+    if (in->entries > SMART_MAX_ENTRIES)
+        return sim_fail(ERR_OUT_OF_RANGE, "%u S.M.A.R.T. exposures; the camera takes up to %d",
+                        in->entries, SMART_MAX_ENTRIES);
+    if (in->entries && !in->params)
+        return sim_fail(ERR_INVALID_ARGUMENT, "S.M.A.R.T. exposures: null pointer");
+    for (int i = 0; i < in->entries; ++i)
+        if (in->params[i] > max_exposure)
+            return sim_fail(ERR_OUT_OF_RANGE, "S.M.A.R.T. exposure %u is above the maximum %llu",
+                            in->params[i], (unsigned long long)max_exposure);
+    memcpy(cam->smart_values, in->params, in->entries * sizeof *in->params);
+    cam->smart_count = in->entries;
+    return PV_OK;
+}
+
 rs_bool pl_get_param(int16 hcam, uns32 id, int16 attribute, void *value)
 {
     if (!value)
@@ -304,6 +410,7 @@ rs_bool pl_get_param(int16 hcam, uns32 id, int16 attribute, void *value)
     sim_camera *cam = sim_lock_camera(hcam);
     if (!cam)
         return PV_FAIL;
+    sim_param_access(cam, id);
     param_desc d;
     describe(cam, id, &d);
     pthread_mutex_unlock(&cam->lock);
@@ -314,6 +421,9 @@ rs_bool pl_get_param(int16 hcam, uns32 id, int16 attribute, void *value)
     }
     if (!d.available)
         return sim_fail(ERR_NOT_AVAILABLE, "Parameter 0x%08X is not available on this camera", id);
+    if (d.type == TYPE_SMART_STREAM_TYPE_PTR && attribute != ATTR_TYPE
+        && attribute != ATTR_ACCESS && attribute != ATTR_LIVE)
+        return get_smart(&d, attribute, value);
     switch (attribute) {
     case ATTR_TYPE: *(uns16 *)value = d.type; return PV_OK;
     case ATTR_ACCESS: *(uns16 *)value = d.access; return PV_OK;
@@ -323,8 +433,10 @@ rs_bool pl_get_param(int16 hcam, uns32 id, int16 attribute, void *value)
             *(uns32 *)value = (uns32)strlen(d.text) + 1;
         else if (d.items)
             *(uns32 *)value = (uns32)d.item_count;
-        else
+        else if (d.increment > 0)
             *(uns32 *)value = (uns32)((d.maximum - d.minimum) / d.increment + 1);
+        else
+            *(uns32 *)value = 0; /* not a numeric range (a region) */
         return PV_OK;
     case ATTR_CURRENT: case ATTR_DEFAULT: case ATTR_MIN: case ATTR_MAX: case ATTR_INCREMENT:
         break;
@@ -333,6 +445,11 @@ rs_bool pl_get_param(int16 hcam, uns32 id, int16 attribute, void *value)
     }
     if (d.text) {
         snprintf((char *)value, PARAM_STR_LEN, "%s", d.text);
+        return PV_OK;
+    }
+    if (d.type == TYPE_RGN_TYPE) {
+        static const rgn_type full = {0, SENSOR_WIDTH - 1, 1, 0, SENSOR_HEIGHT - 1, 1};
+        *(rgn_type *)value = attribute == ATTR_CURRENT ? d.region : full;
         return PV_OK;
     }
     long long v = attribute == ATTR_CURRENT ? d.current
@@ -382,6 +499,8 @@ static rs_bool apply(sim_camera *cam, uns32 id, long long v)
     }
     case P_ROI_COUNT: break;
     case P_METADATA_ENABLED: cam->metadata_enabled = (int)v; break;
+    case P_SMART_STREAM_MODE_ENABLED: cam->smart_enabled = (int)v; break;
+    case P_SMART_STREAM_MODE: break;
     default:
         return sim_fail(ERR_READ_ONLY, "Parameter 0x%08X cannot be set", id);
     }
@@ -395,6 +514,7 @@ rs_bool pl_set_param(int16 hcam, uns32 id, void *value)
     sim_camera *cam = sim_lock_camera(hcam);
     if (!cam)
         return PV_FAIL;
+    sim_param_access(cam, id);
     param_desc d;
     describe(cam, id, &d);
     rs_bool ok = PV_OK;
@@ -406,6 +526,8 @@ rs_bool pl_set_param(int16 hcam, uns32 id, void *value)
     else if (cam->acquiring)
         ok = sim_fail(ERR_ACQUISITION_RUNNING,
                       "Cannot change parameter 0x%08X while acquiring", id);
+    else if (d.type == TYPE_SMART_STREAM_TYPE_PTR)
+        ok = set_smart(cam, value);
     else if (d.items && !enum_has(&d, v))
         ok = sim_fail(ERR_OUT_OF_RANGE, "Value %lld is not offered for parameter 0x%08X", v, id);
     else if (!d.items && (v < d.minimum || v > d.maximum))
@@ -422,6 +544,7 @@ static rs_bool enum_item(int16 hcam, uns32 id, uns32 index, const sim_enum_item 
     sim_camera *cam = sim_lock_camera(hcam);
     if (!cam)
         return PV_FAIL;
+    sim_param_access(cam, id);
     param_desc d;
     describe(cam, id, &d);
     pthread_mutex_unlock(&cam->lock);
