@@ -24,12 +24,31 @@ def pvcam_initialized():
     pvc.uninit_pvcam()
 
 
+_clear_faults = sim.clear_faults
+
+
+def _clear_but_watch_param_reads() -> None:
+    """Clear the faults, then arm ``param_poll`` again: a camera whose parameters are
+    read or written while frames stream stops delivering them, so any such access by
+    the device fails the test (real cameras have stopped this way)."""
+    _clear_faults()
+    sim.inject_environment_faults()
+    sim.inject_fault("param_poll")
+
+
 @pytest.fixture(autouse=True)
-def no_faults_left_behind():
-    """A test's injected faults never leak into the next test."""
-    sim.clear_faults()
-    yield
-    sim.clear_faults()
+def no_faults_left_behind(request, monkeypatch):
+    """A test's injected faults never leak into the next test.  Every test but the
+    simulator's own runs with ``param_poll`` armed, also after it clears its faults."""
+    if request.module.__name__.startswith("test_sim_"):
+        _clear_faults()
+        sim.inject_environment_faults()
+        yield
+    else:
+        monkeypatch.setattr(sim, "clear_faults", _clear_but_watch_param_reads)
+        sim.clear_faults()
+        yield
+    _clear_faults()
 
 
 @pytest.fixture

@@ -291,3 +291,33 @@ def _settled_resident_mib(deadline_s: float = 30.0) -> float:
 def _resident_mib() -> float:
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@pytest.mark.realtime
+def test_reading_temperature_and_configuration_while_flying_never_touches_the_camera(cam, RE):
+    """A parameter read while frames stream has stopped real cameras (param_poll is
+    armed: one such read would stop this one).  Another thread reads the temperature
+    and the whole configuration every 50 ms through a 500-frame fly."""
+    fast_small(cam, 500)
+    assert sim.active_fault_count() >= 1  # param_poll, armed by conftest
+    calls_before = sim.param_calls_mid_stream()
+    done = threading.Event()
+    reads = []
+
+    def poll_like_a_gui():
+        while not done.wait(0.05):
+            reads.append((cam.temperature.get(), cam.read_configuration()))
+
+    reader = threading.Thread(target=poll_like_a_gui, daemon=True)
+    reader.start()
+    try:
+        RE(bp.fly([cam]))
+    finally:
+        done.set()
+        reader.join(5)
+    numbers = [e["data"]["cam_frame_number"] for e in RE.recorder.of("event")]
+    assert numbers == list(range(1, 501))
+    assert len(reads) >= 3
+    assert sim.param_calls_mid_stream() == calls_before
+    temperatures = {t for t, _ in reads}
+    assert all(-30 < t < 40 for t in temperatures)  # the last idle reading, not a NaN

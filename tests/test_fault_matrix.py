@@ -126,6 +126,7 @@ def _camera_stopped(cam) -> bool:
 def _run_scenario(cam, RE, plan: str, fault: str) -> Outcome:
     outcome = Outcome()
     sim.clear_faults()
+    sim.inject_fault("param_poll")  # any parameter access while frames stream fails it
     _configure(cam, plan, fault)
     _inject(plan, fault)
     interrupter = _interrupter(RE, plan, fault) if fault in INTERRUPTS else None
@@ -259,9 +260,7 @@ OUTCOME = {
 
 @pytest.mark.parametrize("fault", FAULTS)
 @pytest.mark.parametrize("plan", PLANS)
-def test_every_ending_leaves_a_stopped_camera_and_a_run_that_replays_the_file(
-    matrix, plan, fault
-):
+def test_every_ending_leaves_a_stopped_camera_and_a_run_that_replays_the_file(matrix, plan, fault):
     outcome = matrix[plan, fault]
     raised, exit_status = OUTCOME[fault]
     if fault in ("abort", "stop"):  # from another thread, RE() may or may not raise
