@@ -190,17 +190,22 @@ class Session:
         self.stop_camera()
 
     def _arm(self) -> None:
-        self._monitor_token = self.ctx.monitor.arm(self.ctx.stall_timeout(), self._stalled)
+        with self._lock:  # a watchdog firing at once waits for the token to be known
+            self._monitor_token = self.ctx.monitor.arm(self.ctx.stall_timeout(), self._stalled)
 
     def _disarm(self) -> None:
-        token, self._monitor_token = self._monitor_token, None
+        with self._lock:
+            token, self._monitor_token = self._monitor_token, None
         if token is not None:
             self.ctx.monitor.disarm(token)
 
-    def _stalled(self, silent_for: float) -> None:
-        """The watchdog fired (its thread): diagnose, then stop the camera."""
+    def _stalled(self, token: int, silent_for: float) -> None:
+        """The watchdog fired (its thread): diagnose, then stop the camera -- unless the
+        arming it fired for was withdrawn meanwhile (the frames came just in time)."""
         with self._lock:
-            if self.closed or self.error is not None or self.stream is None:
+            if token != self._monitor_token or self.closed or self.error is not None:
+                return
+            if self.stream is None:
                 return
             if self.stream.done.is_set():
                 return
@@ -256,9 +261,6 @@ class Session:
             unwritten = self.ledger.unwritten(self.file.rows)
             if unwritten:
                 log.error("%s: %d frames could not be written", self.name, unwritten)
-            self._finish_statuses(
-                self.error or AcquisitionInterrupted(f"{self.name}: {reason or 'closed'}")
-            )
             # outside a run nothing references rows: the file keeps them all
             run = self.ctx.run is not None
             keep = min(self._references(), self.file.rows) if run else self.file.rows
@@ -269,6 +271,10 @@ class Session:
         except (OSError, RuntimeError) as error:
             log.error("%s: closing %s failed: %s", self.name, self.path, error)
             self.error = self.error or error
+        # statuses end only now: whoever waits on them finds the file closed
+        self._finish_statuses(
+            self.error or AcquisitionInterrupted(f"{self.name}: {reason or 'closed'}")
+        )
         if self.unreferenced:
             log.warning(
                 "%s: %d frames acquired after the run's last reference are kept apart in "
@@ -289,7 +295,7 @@ class Session:
 
     def discard(self) -> None:
         """Close a session that never acquired and remove its file: a refused start
-        leaves nothing behind."""
+        leaves nothing behind.  (Call before failing whatever waited on the start.)"""
         self.close("the camera did not start")
         if self.file.rows == 0:
             self.path.unlink(missing_ok=True)

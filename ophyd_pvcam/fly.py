@@ -83,6 +83,8 @@ class FlySession(Session):
         if final and not self.drained:
             self.stop_camera()
             self._wait_drained()
+        elif not self.closed:
+            self.writer.flush_now(STOP_TIMEOUT_S)  # hand over what is on disk, all of it
         with self._lock:
             available = min(self._flushed, self.file.rows)
             while self.datums < available:
@@ -136,10 +138,10 @@ class FlySession(Session):
             kickoff, self._kickoff = self._kickoff, None
         self.ctx.report(self)
         if kickoff is not None:  # the camera never started: nothing was written
+            self.discard()
             kickoff.set_exception(
                 self.error or CameraAcquisitionError(f"{self.name}: the camera did not start")
             )
-            self.discard()
             return
         self._finish_complete()
 

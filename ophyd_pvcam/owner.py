@@ -157,7 +157,10 @@ class CameraOwner:
             if work is None:
                 break
             if isinstance(work, Stream):
-                self._run(work)
+                try:
+                    self._run(work)
+                except Exception:  # never lose the owner thread: the device needs it
+                    log.exception("%s: the acquisition ended badly", self.name)
                 continue
             if future.set_running_or_notify_cancel():
                 try:
@@ -189,7 +192,11 @@ class CameraOwner:
             error = exc
         finally:
             if started:
-                backend.stop()
+                try:
+                    backend.stop()
+                except Exception as exc:  # the camera is gone; the stream is over anyway
+                    log.exception("%s: stopping the camera failed", self.name)
+                    error = error or exc
             try:
                 readings = backend.read()  # idle again: safe to read
             except Exception:

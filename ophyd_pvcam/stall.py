@@ -33,8 +33,9 @@ log = logging.getLogger(__name__)
 
 
 class StallMonitor:
-    """A camera's watchdog: calls ``on_stall(seconds_since_last_frame)`` once if no frame
-    arrives within the timeout while it is armed.
+    """A camera's watchdog: calls ``on_stall(token, seconds_since_last_frame)`` once if no
+    frame arrives within the timeout while it is armed (``token`` names the arming, so
+    a caller can tell a stale call -- an arming it has since withdrawn -- from a live one).
 
     One thread per camera, armed only while frames are due (a fly scan, a step point
     waiting for its frames) and asleep otherwise.  The owner thread calls :meth:`feed`
@@ -43,14 +44,14 @@ class StallMonitor:
 
     def __init__(self, name: str = "camera"):
         self._condition = threading.Condition()
-        self._armed: tuple[int, float, Callable[[float], None]] | None = None
+        self._armed: tuple[int, float, Callable[[int, float], None]] | None = None
         self._token = 0
         self._last = time.monotonic()
         self._closed = False
         self._thread = threading.Thread(target=self._watch, name=f"{name}-stall", daemon=True)
         self._thread.start()
 
-    def arm(self, timeout: float, on_stall: Callable[[float], None]) -> int:
+    def arm(self, timeout: float, on_stall: Callable[[int, float], None]) -> int:
         """Start watching (the clock starts now); returns a token for :meth:`disarm`."""
         with self._condition:
             self._token += 1
@@ -96,15 +97,15 @@ class StallMonitor:
                     if self._armed is None:
                         self._condition.wait()
                         continue
-                    _, timeout, on_stall = self._armed
+                    token, timeout, on_stall = self._armed
                     age = time.monotonic() - self._last
                     if age >= timeout:
                         self._armed = None  # fires once per arming
                         break
-                    self._condition.wait(timeout - age)
+                    self._condition.wait(min(timeout - age, 3600.0))
             log.warning("No frame for %.2f s (stall timeout %.2f s)", age, timeout)
             try:
-                on_stall(age)
+                on_stall(token, age)
             except Exception:
                 log.exception("Stall handler failed")
 

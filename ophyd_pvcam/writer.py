@@ -206,6 +206,7 @@ class FrameWriter:
         self.flushed = 0  # processed frames known to be on disk
         self.error: DiskError | None = None
         self._flush_requested = False
+        self._flush_failed = False
         self._stop = False
         self._thread = threading.Thread(target=self._run, name=f"{name}-writer", daemon=True)
         self._thread.start()
@@ -219,6 +220,19 @@ class FrameWriter:
     def flush_soon(self) -> None:
         """Flush as soon as the frames submitted so far are written."""
         self._flush_requested = True
+
+    def flush_now(self, timeout: float) -> bool:
+        """Wait until the frames written so far are flushed (not those still queued)."""
+        target = self.processed
+        self.flush_soon()
+        deadline = time.monotonic() + timeout
+        with self._condition:
+            while self.flushed < target and self._thread.is_alive():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._condition.wait(min(remaining, 0.1))
+        return self.flushed >= target
 
     def drain(self, timeout: float) -> bool:
         """Wait until everything submitted is written and flushed (or failed)."""
@@ -268,12 +282,15 @@ class FrameWriter:
             self._condition.notify_all()
 
     def _flush(self) -> None:
-        if self.error is None:
-            try:
-                self.file.flush()
-            except (OSError, RuntimeError) as error:
+        if self._flush_failed:
+            return
+        try:
+            self.file.flush()  # after a failed write too: what was written is kept
+        except (OSError, RuntimeError) as error:
+            self._flush_failed = True
+            if self.error is None:
                 self._fail(error)
-                return
+            return
         self.flushed = self.processed
 
     def _write(self, row: Row, pixels: np.ndarray) -> None:

@@ -156,7 +156,7 @@ def test_the_monitor_fires_once_and_only_when_frames_stop():
     fired = []
     done = threading.Event()
 
-    def on_stall(age):
+    def on_stall(token, age):
         fired.append(age)
         done.set()
 

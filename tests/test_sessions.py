@@ -1,0 +1,289 @@
+"""Step and fly sessions, the writer and the owner thread, on the pure-Python fake camera.
+
+Fast (no C, no pyvcam, frames every millisecond) and deterministic (what happens to
+each frame is scripted).  The fake also enforces the one-owner rule: a call from a
+second thread, or a parameter call while frames stream, raises in the owner thread
+and fails the acquisition.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import threading
+
+import bluesky.plan_stubs as bps
+import h5py
+import pytest
+from bluesky import RunEngine
+
+from ophyd_pvcam import AcquisitionInterrupted, CameraAcquisitionError, DiskError, PrimeBSI
+from ophyd_pvcam.errors import FrameStallError
+from ophyd_pvcam.testing import FakeBackend, fake_frame_number
+from ophyd_pvcam.writer import FrameFile
+
+DEADLINE = 10.0
+
+
+@pytest.fixture
+def fake():
+    return FakeBackend(period_s=0.001)
+
+
+@pytest.fixture
+def cam(fake, tmp_path):
+    device = PrimeBSI("cam", backend=lambda: fake, write_path=tmp_path)
+    device.roi.put((0, 0, 16, 8))
+    device.exposure_time.put(0.001)
+    yield device
+    device.close()
+
+
+def file_numbers(path) -> list[int]:
+    with h5py.File(path, "r") as f:  # a plain open: the file is closed
+        return [fake_frame_number(frame) for frame in f["/entry/data/data"][()]]
+
+
+def only_file(cam):
+    (path,) = list(cam.write_path.rglob("*.h5"))
+    return path
+
+
+def fly(cam, frames: int) -> list[dict]:
+    cam.num_frames.put(frames)
+    cam.kickoff().wait(DEADLINE)
+    cam.complete().wait(DEADLINE)
+    list(cam.collect_asset_docs())
+    return list(cam.collect())
+
+
+def test_a_fly_hands_over_every_frame_and_closes_its_file(cam, fake):
+    events = fly(cam, 50)
+    assert [e["data"]["cam_frame_number"] for e in events] == list(range(1, 51))
+    assert file_numbers(only_file(cam)) == list(range(1, 51))
+    assert fake.stop_calls == 1 and not fake.streaming
+
+
+def test_collecting_before_complete_keeps_the_camera_running(cam, fake):
+    """kickoff, collect, collect, complete: the normal shape of a long fly scan."""
+    cam.num_frames.put(300)
+    cam.kickoff().wait(DEADLINE)
+    handed = []
+    for _ in range(2):
+        threading.Event().wait(0.05)  # let some frames land
+        list(cam.collect_asset_docs())
+        handed += [e["data"]["cam_frame_number"] for e in cam.collect()]
+        assert fake.streaming and fake.stop_calls == 0  # collect never stops the camera
+    assert 0 < len(handed) < 300
+    cam.complete().wait(DEADLINE)
+    list(cam.collect_asset_docs())
+    handed += [e["data"]["cam_frame_number"] for e in cam.collect()]
+    assert handed == list(range(1, 301))
+
+
+@pytest.mark.parametrize("when", ["at once", "mid-way", "after the end"])
+def test_complete_always_finishes_whenever_it_is_called(cam, fake, when):
+    for _ in range(5):  # the end of acquisition races complete(): it must never hang
+        cam.num_frames.put(20)
+        cam.kickoff().wait(DEADLINE)
+        if when == "mid-way":
+            threading.Event().wait(0.01)
+        elif when == "after the end":
+            fake_done = threading.Event()
+            while not fake_done.wait(0.005) and cam.acquiring:
+                pass
+        cam.complete().wait(DEADLINE)
+        list(cam.collect_asset_docs())
+        assert [e["data"]["cam_frame_number"] for e in cam.collect()] == list(range(1, 21))
+
+
+def test_a_step_point_is_done_only_when_its_frames_are_on_disk(cam):
+    cam.frames_per_point.put(3)
+    cam.stage()
+    for _ in range(4):
+        cam.trigger().wait(DEADLINE)
+        reading = cam.read()
+        assert reading["cam_image"]["value"]  # the point's datum
+    docs = list(cam.collect_asset_docs())
+    assert [name for name, _ in docs] == ["resource"] + ["datum"] * 4
+    cam.unstage()
+    assert file_numbers(only_file(cam)) == list(range(1, 13))
+
+
+def test_a_frame_dropped_inside_a_point_is_replaced_by_a_fresh_trigger(cam, fake):
+    fake.script[2] = "drop"
+    cam.frames_per_point.put(3)
+    cam.stage()
+    cam.trigger().wait(DEADLINE)
+    assert cam.dropped_frames.get() == 1
+    cam.unstage()
+    assert file_numbers(only_file(cam)) == [1, 3, 4]
+
+
+def test_closing_a_staged_camera_closes_its_file(cam):
+    cam.stage()
+    cam.trigger().wait(DEADLINE)
+    cam.close()
+    assert file_numbers(only_file(cam)) == [1]  # readable by a plain (non-SWMR) open
+
+
+def test_a_stall_fails_the_point_and_the_file_keeps_every_complete_point(cam, fake):
+    cam.stall_timeout.put(0.3)
+    fake.script[5] = "stall"
+    cam.frames_per_point.put(2)
+    cam.stage()
+    cam.trigger().wait(DEADLINE)
+    cam.trigger().wait(DEADLINE)
+    with pytest.raises(FrameStallError, match="no frame for"):
+        cam.trigger().wait(DEADLINE)
+    assert cam.stalled.get() is True
+    assert not fake.streaming  # stopped before the status failed
+    assert file_numbers(only_file(cam)) == [1, 2, 3, 4]  # outside a run: every row kept
+    cam.unstage()
+
+
+def test_a_stale_watchdog_call_cannot_kill_a_healthy_point(cam):
+    """The watchdog fired for an arming the session has since withdrawn (its frames
+    came just in time): the late call must change nothing."""
+    cam.stage()
+    cam.trigger().wait(DEADLINE)
+    step = cam._controller.step
+    step._stalled(token=-1, silent_for=5.0)  # a token that is not the current arming
+    assert step.error is None and not cam.stalled.get()
+    cam.trigger().wait(DEADLINE)
+    cam.unstage()
+
+
+@pytest.mark.parametrize(("fate", "error"), [("fail", "readout failure after frame 9"),
+                                              ("lost", "disconnected after frame 9")])  # fmt: skip
+def test_a_camera_failure_ends_the_fly_with_its_own_error(cam, fake, fate, error):
+    fake.script[10] = fate
+    cam.num_frames.put(50)
+    cam.kickoff().wait(DEADLINE)
+    with pytest.raises(CameraAcquisitionError, match=error):
+        cam.complete().wait(DEADLINE)
+    list(cam.collect_asset_docs())
+    assert [e["data"]["cam_frame_number"] for e in cam.collect()] == list(range(1, 10))
+    assert fly(cam, 5)[-1]["data"]["cam_frame_number"] == 5  # the next one works
+
+
+def test_a_refused_start_leaves_no_file_behind(cam, fake):
+    fake.refuse_start = True
+    cam.num_frames.put(5)
+    with pytest.raises(CameraAcquisitionError, match="refused to start"):
+        cam.kickoff().wait(DEADLINE)
+    assert list(cam.write_path.rglob("*.h5")) == []
+    fake.refuse_start = False
+    assert len(fly(cam, 5)) == 5
+
+
+def test_a_full_disk_fails_the_fly_naming_the_folder_and_keeps_what_was_written(
+    cam, fake, monkeypatch
+):
+    write = FrameFile.write
+
+    def write_until_full(self, row, pixels):
+        if row.row >= 30:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        write(self, row, pixels)
+
+    monkeypatch.setattr(FrameFile, "write", write_until_full)
+    cam.num_frames.put(100)
+    cam.kickoff().wait(DEADLINE)
+    with pytest.raises(DiskError, match=r"cannot write frames to .* MiB free.*disk is full"):
+        cam.complete().wait(DEADLINE)
+    list(cam.collect_asset_docs())
+    assert [e["data"]["cam_frame_number"] for e in cam.collect()] == list(range(1, 31))
+    path = only_file(cam)
+    assert file_numbers(path) == list(range(1, 31))
+    with h5py.File(path, "r") as f:
+        lost = json.loads(f["entry"].attrs["lost_frames"])
+    assert lost.get("could not be written to disk", 0) >= 1  # counted, with the reason
+    monkeypatch.setattr(FrameFile, "write", write)
+    assert len(fly(cam, 5)) == 5
+
+
+def test_temperature_is_read_only_between_acquisitions(cam, fake):
+    """While frames stream the device answers from its last idle reading; the fake
+    raises (failing the acquisition) on any parameter call mid-stream."""
+    cam.num_frames.put(400)
+    cam.kickoff().wait(DEADLINE)
+    readings = [cam.temperature.get() for _ in range(20)]
+    configuration = cam.read_configuration()
+    cam.complete().wait(DEADLINE)
+    list(cam.collect_asset_docs())
+    assert len(list(cam.collect())) == 400
+    assert readings == [-20.0] * 20
+    assert configuration["cam_temperature"]["value"] == -20.0
+
+
+def test_settings_are_checked_once_in_the_callers_thread(cam):
+    checks = []
+    checker = cam.exposure_time.checker
+    original = checker.check
+
+    def counting(attr, value):
+        checks.append(threading.current_thread())
+        return original(attr, value)
+
+    checker.check = counting
+    status = cam.exposure_time.set(0.002)
+    assert status.done and status.success
+    assert checks == [threading.current_thread()]
+
+
+INTEGER_SETTINGS = [
+    "num_frames", "frames_per_point", "buffer_frames", "speed_index", "gain_index",
+    "memory_buffer", "binning",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("attr", INTEGER_SETTINGS)
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_values_are_refused_naming_the_setting(cam, attr, value):
+    before = getattr(cam, attr).get()
+    with pytest.raises(ValueError, match=attr):
+        getattr(cam, attr).set(value)
+    assert getattr(cam, attr).get() == before
+
+
+def test_pausing_a_fly_stops_it_and_keeps_its_frames(cam, fake):
+    cam.num_frames.put(10_000)
+    cam.kickoff().wait(DEADLINE)
+    complete = cam.complete()
+    threading.Event().wait(0.05)
+    cam.pause()
+    assert not fake.streaming
+    with pytest.raises(AcquisitionInterrupted, match="stopped by a pause"):
+        complete.wait(DEADLINE)
+    list(cam.collect_asset_docs())
+    numbers = [e["data"]["cam_frame_number"] for e in cam.collect()]
+    assert numbers == list(range(1, len(numbers) + 1)) and numbers
+
+
+def test_an_aborted_plan_stops_a_fly_that_was_collected_periodically(cam, fake):
+    """kickoff, collect, then the plan fails elsewhere: bluesky would not collect again
+    nor stop the camera; the end of the run does."""
+    engine = RunEngine({})
+    docs = []
+    engine.subscribe(lambda name, doc: docs.append((name, doc)))
+    cam.num_frames.put(100_000)
+
+    def plan():
+        yield from bps.open_run()
+        yield from bps.kickoff(cam, wait=True)
+        yield from bps.sleep(0.05)
+        yield from bps.collect(cam)
+        raise RuntimeError("another device failed")
+
+    with pytest.raises(RuntimeError, match="another device failed"):
+        engine(plan())
+    assert not fake.streaming and not cam.acquiring
+    stop = docs[-1][1]
+    assert stop["exit_status"] == "fail"
+    events = [d for name, d in docs if name in ("event", "event_page")]
+    referenced = sum(len(d["seq_num"]) if isinstance(d["seq_num"], list) else 1 for d in events)
+    path = only_file(cam)
+    assert len(file_numbers(path)) == referenced  # the run reads exactly the file's rows
+    with h5py.File(path, "r") as f:
+        assert len(f["/entry/data/unreferenced"]) > 0  # the rest, kept apart
