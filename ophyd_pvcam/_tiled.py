@@ -17,6 +17,7 @@ server build) and leaves every other tiled catalog in the process alone:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import logging
@@ -36,6 +37,38 @@ class Guard:
 
     frames: FramesFolders
     runs: Any = None  # recovery.RunMarkers for the embedded catalog
+
+
+def hdf5_adapter() -> type:
+    """tiled's HDF5 array adapter, opening a file in SWMR mode only while it is open
+    for writing (or its writer died), and plainly once closed: the way
+    area-detector-handlers' ``AD_HDF5`` handler opens it, so one process can read a
+    run through databroker and through tiled (HDF5 refuses to open a file twice
+    with different SWMR flags)."""
+    return _frame_file_adapter()
+
+
+@functools.cache
+def _frame_file_adapter() -> type:
+    from tiled.adapters.hdf5 import HDF5ArrayAdapter
+    from tiled.utils import path_from_uri
+
+    from .framefiles import is_closed
+
+    class FrameFileAdapter(HDF5ArrayAdapter):
+        @classmethod
+        def from_catalog(cls, data_source, node, /, **parameters):
+            uris = parameters.get("data_uris") or [
+                a.data_uri for a in data_source.assets if a.parameter == "data_uris"
+            ]
+            paths = [path_from_uri(u) for u in uris if u] or [
+                path_from_uri(data_source.assets[0].data_uri)
+            ]
+            with contextlib.suppress(OSError):  # a missing file: let tiled report it
+                parameters["swmr"] = not all(is_closed(p) for p in paths)
+            return super().from_catalog(data_source, node, **parameters)
+
+    return FrameFileAdapter
 
 
 def attach(adapter: Any, guard: Guard) -> None:

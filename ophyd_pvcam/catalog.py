@@ -273,7 +273,7 @@ def _open_embedded(folder: Path, readable: list[Path]) -> Any:
         from tiled.client import Context, from_context
         from tiled.server.app import build_app
 
-    from ._tiled import ATTRIBUTE, Guard, attach
+    from ._tiled import ATTRIBUTE, Guard, attach, hdf5_adapter
     from .recovery import RunMarkers
 
     folder = folder.expanduser().resolve()
@@ -286,6 +286,7 @@ def _open_embedded(folder: Path, readable: list[Path]) -> Any:
         f"sqlite:///{database}",
         writable_storage=[str(data), f"sqlite:///{folder / TABLES}"],
         readable_storage=sorted({str(real(p.expanduser())) for p in readable}),
+        adapters_by_mimetype={"application/x-hdf5": hdf5_adapter()},
     )
     frames = FramesFolders([data, *readable], LearnedFolders(folder / LEARNED_FILE))
     guard = Guard(frames=frames, runs=RunMarkers(folder / OPEN_RUNS))
@@ -365,7 +366,13 @@ def frames_folders(catalog: Any) -> list[Path] | None:
 
 def check_frames_folder(catalog: Any, folder: str | os.PathLike, *, device: str = "") -> None:
     """Raise :class:`CatalogError` (one line) when the catalog could not read frames
-    written under ``folder``; do nothing when it can, or cannot tell."""
+    written under ``folder``; do nothing when it can, or cannot tell.  The embedded
+    catalog reads any folder: it learns this one now (so that recovery finds the
+    files of a run killed before it registered them)."""
+    guard = guard_of(catalog)
+    if guard is not None:
+        guard.frames.learn(folder)
+        return
     folders = frames_folders(catalog)
     if folders is None:
         return

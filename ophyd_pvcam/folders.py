@@ -181,6 +181,20 @@ class FramesFolders:
         self.learned.add(folder)
         return folder
 
+    def learn(self, folder: str | os.PathLike) -> Path | None:
+        """Learn a camera's ``write_path`` before it writes anything (the embedded
+        catalog; :class:`~ophyd_pvcam.catalog.FramesFolderCheck` does it), so that
+        recovery finds the files of a run that never got to register them."""
+        if self.learned is None:
+            return None
+        resolved = real(Path(folder).expanduser())
+        if self._within(resolved):
+            return None
+        if resolved == Path("/"):
+            raise PathRefused("refusing / as a frames folder: it would be the whole disk")
+        self.learned.add(resolved)
+        return resolved
+
     def _outside(self, path: str, resolved: Path) -> str:
         where = f"{path}" + (f" (resolved: {resolved})" if str(resolved) != path else "")
         folders = ", ".join(map(str, self.folders())) or "none"
