@@ -6,7 +6,7 @@ if sim.requested_by_environment():
     sim.load()
 
 from .camera import CameraInUseError, CameraUnavailableError
-from .catalog import CatalogError, open_catalog
+from .catalog import CatalogError, FramesFolderCheck, RunNotFound, find_run, open_catalog
 from .device import PrimeBSI
 from .stall import CameraAcquisitionError, FrameStallError, StallGuard
 
@@ -16,8 +16,11 @@ __all__ = [
     "CameraUnavailableError",
     "CatalogError",
     "FrameStallError",
+    "FramesFolderCheck",
     "PrimeBSI",
+    "RunNotFound",
     "StallGuard",
+    "find_run",
     "open_catalog",
     "sim",
 ]
