@@ -113,7 +113,10 @@ def install() -> None:
         try:
             guard.frames.check_read(path)
         except PathRefused as error:
-            raise RuntimeError(str(error)) from None
+            from fastapi import HTTPException
+
+            # 403, not tiled's RuntimeError: a 5xx would make clients retry for 45 s
+            raise HTTPException(status_code=403, detail=str(error)) from None
         return None
 
     original_put = node_cls._put_asset
