@@ -399,7 +399,7 @@ def recover_run(
         raise ValueError(f"run {uid} is already closed")
     verdict = _judge(catalog, uid, run.metadata["start"], idle=idle, frames=frames)
     if not verdict.recoverable and not force:
-        raise RunIsLive(f"run {uid} is not closed: {verdict.detail}")
+        raise RunIsLive(f"run {uid[:8]} is still open: {verdict.detail}")
     markers = _markers(catalog)
     claim = markers.claim(uid) if markers is not None else contextlib.nullcontext()
     with claim:
