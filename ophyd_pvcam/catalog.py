@@ -351,8 +351,8 @@ def frames_folders(catalog: Any) -> list[Path] | None:
     (the embedded catalog learns its runs' folders) or the server does not say
     (a tiled server not started by ``ophyd-pvcam catalog-server``)."""
     context = getattr(catalog, "context", None)
-    if context is None or getattr(context, "app", None) is not None:
-        return None  # in-process: the embedded catalog
+    if context is None or guard_of(catalog) is not None:
+        return None  # the embedded catalog
     url = str(context.api_uri).split("/api/", 1)[0] + FRAMES_ROUTE
     try:
         response = context.http_client.get(url)

@@ -19,6 +19,8 @@ import logging
 import secrets
 from pathlib import Path
 
+from fastapi import Request  # at module level: FastAPI resolves the route's annotation here
+
 log = logging.getLogger(__name__)
 
 
@@ -86,7 +88,6 @@ def build_server_app(
 ):
     """The catalog server's application: tiled on ``database``, reading frames only
     from ``frames``, with path safety, ``run.documents()`` and the frames route."""
-    from fastapi import Request
     from fastapi.responses import JSONResponse
     from tiled.catalog import from_uri
     from tiled.config import Authentication
