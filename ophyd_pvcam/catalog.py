@@ -150,13 +150,29 @@ def _is_initialised(database: Path) -> bool:
         return False
 
 
-def _use_wal(database: Path) -> None:
-    """WAL lets readers and one writer work at once; the mode is kept in the file."""
+def _use_wal(database: Path, *, adbc: bool = False) -> None:
+    """WAL lets readers and one writer work at once; the mode is kept in the file.
+
+    ``adbc``: open the file with the ADBC SQLite driver, as tiled does for the table
+    store.  That driver carries its own copy of SQLite: opening and closing the file
+    with Python's ``sqlite3`` while tiled's ADBC connections have it open would drop
+    their locks and delete their WAL file under them (two SQLite libraries in one
+    process do not know of each other's connections), losing every later write.
+    """
     try:
-        with contextlib.closing(sqlite3.connect(database, timeout=BUSY_TIMEOUT_MS / 1e3)) as db:
-            if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-                db.execute("PRAGMA journal_mode=WAL")
-    except sqlite3.Error as error:  # another process has it open: try next time
+        if adbc:
+            import adbc_driver_sqlite.dbapi
+
+            connection = adbc_driver_sqlite.dbapi.connect(str(database), autocommit=True)
+        else:
+            connection = sqlite3.connect(database, timeout=BUSY_TIMEOUT_MS / 1e3)
+        with contextlib.closing(connection) as db, contextlib.closing(db.cursor()) as cursor:
+            cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA journal_mode")
+            if cursor.fetchone()[0].lower() != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.fetchall()
+    except Exception as error:  # sqlite3.Error or ADBC's: another process has it open
         log.info("could not switch %s to WAL yet: %s", database, error)
 
 
@@ -175,8 +191,8 @@ def _prepare(folder: Path) -> _FileLock:
                 from_uri(f"sqlite:///{database}", init_if_not_exists=True)  # ~2.5 s
             except Exception as error:
                 raise CatalogError(f"cannot create the catalog in {folder}: {error}") from None
-        for path in (database, folder / TABLES):
-            _use_wal(path)
+        _use_wal(database)
+        _use_wal(folder / TABLES, adbc=True)
     return lock
 
 

@@ -104,3 +104,33 @@ def _pythonpath() -> str:
 
     here = str(Path(__file__).resolve().parent)
     return os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p)
+
+
+READ_TABLES = """
+import json, sys
+from ophyd_pvcam import open_catalog
+catalog = open_catalog(sys.argv[1])
+print(json.dumps({uid: catalog[uid]["primary"]["x"].read().tolist() for uid in catalog}))
+"""
+
+
+def test_opening_a_catalog_again_in_one_process_loses_no_write(tmp_path):
+    from bluesky_tiled_plugins import TiledWriter
+    from helpers import docs_run
+
+    from ophyd_pvcam import open_catalog
+
+    first = open_catalog(tmp_path / "catalog")
+    writer = TiledWriter(first)
+    uids = []
+    for opened_again in (False, True):
+        if opened_again:  # e.g. make_run_engine() opened it, then a replay opens it again
+            second = open_catalog(tmp_path / "catalog")
+            assert sorted(second) == uids
+        docs = docs_run()
+        for name, doc in docs:
+            writer(name, doc)
+        uids.append(docs[0][1]["uid"])
+    env = cli_env(tmp_path / "data", PYTHONPATH=_pythonpath())
+    tables = _finish(start_python(READ_TABLES, tmp_path / "catalog", env=env), 120)
+    assert tables == {uid: [1.0] for uid in uids}  # the second run's table is on disk
