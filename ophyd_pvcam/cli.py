@@ -207,9 +207,10 @@ def _runs(args) -> int:
         print(f"no runs in {location} yet")
         return EXIT_OK
     from .catalog import guard_of
+    from .recovery import left_open
 
     markers = getattr(guard_of(catalog), "runs", None)
-    dead = set(markers.dead()) if markers is not None else set()
+    dead = set(left_open(catalog))
     rows, unclosed = [], 0
     for uid in keys:
         meta = catalog[uid].metadata

@@ -109,6 +109,20 @@ class RunMarkers:
     def exists(self, uid: str) -> bool:
         return self.path(uid).exists()
 
+    def forget(self, uid: str) -> None:
+        """Remove a marker nobody holds (its run was closed after all)."""
+        try:
+            fd = os.open(self.path(uid), os.O_RDWR)
+        except FileNotFoundError:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self.path(uid).unlink(missing_ok=True)
+        except BlockingIOError:
+            pass
+        finally:
+            os.close(fd)
+
     @contextlib.contextmanager
     def claim(self, uid: str):
         """Hold the run's marker while recovering it (raises :class:`RunIsLive` when
@@ -582,6 +596,25 @@ class _Completion:
             writer(name, doc)
         writer("stop", stop)
         return Recovered(self.uid, stop, self.frames, self.used, self.notes)
+
+
+def left_open(catalog: Any) -> list[str]:
+    """Uids of runs left open by a process that is gone (embedded catalog: by their
+    markers); markers of runs that were closed after all are removed on the way."""
+    markers = _markers(catalog)
+    if markers is None:
+        return []
+    found = []
+    for uid in markers.dead():
+        try:
+            stopped = catalog[uid].metadata.get("stop") is not None
+        except KeyError:
+            stopped = True  # no such run: nothing to recover
+        if stopped:
+            markers.forget(uid)
+        else:
+            found.append(uid)
+    return found
 
 
 def recover(
