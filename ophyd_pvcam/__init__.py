@@ -5,7 +5,7 @@ from . import sim
 if sim.requested_by_environment():
     sim.load()
 
-from .catalog import CatalogError, open_catalog
+from .catalog import CatalogError, FramesFolderCheck, RunNotFound, find_run, open_catalog
 from .device import PrimeBSI
 from .errors import (
     AcquisitionInterrupted,
@@ -27,8 +27,11 @@ __all__ = [
     "CatalogError",
     "DiskError",
     "FrameStallError",
+    "FramesFolderCheck",
     "PrimeBSI",
+    "RunNotFound",
     "StallGuard",
+    "find_run",
     "open_catalog",
     "sim",
 ]

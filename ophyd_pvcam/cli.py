@@ -1,7 +1,8 @@
-"""The ``ophyd-pvcam`` command: demo, info, runs, show, probe.
+"""The ``ophyd-pvcam`` command: demo, info, runs, show, export, recover, probe.
 
 Exit codes scripts can rely on: 0 success; 1 an acquisition failed (stall,
-readout failure, disconnect); 2 bad arguments or settings; 3 no usable camera
+readout failure, disconnect); 2 bad arguments or settings (and ``recover``
+asked to close a run another process still records); 3 no usable camera
 (no PVCAM, or the camera is in use); 4 catalog or run not found.
 """
 
@@ -57,16 +58,13 @@ def _short(uid: str) -> str:
 
 
 def _find_run(catalog, uid: str):
+    from .catalog import RunNotFound, find_run
+
     try:
-        return catalog[uid]
-    except KeyError:
-        pass
-    matches = [key for key in catalog if key.startswith(uid)]
-    if len(matches) == 1:
-        return catalog[matches[0]]
-    if not matches:
-        raise CliError(f"no run {uid!r} in the catalog (try 'ophyd-pvcam runs')", EXIT_CATALOG)
-    raise CliError(f"{uid!r} matches {len(matches)} runs; give more of the uid", EXIT_CATALOG)
+        return find_run(catalog, uid)
+    except RunNotFound as error:
+        hint = " (try 'ophyd-pvcam runs')" if str(error).startswith("no run") else ""
+        raise CliError(f"{error}{hint}", EXIT_CATALOG) from None
 
 
 def _image_stream(run):
@@ -208,20 +206,44 @@ def _runs(args) -> int:
     if not keys:
         print(f"no runs in {location} yet")
         return EXIT_OK
-    rows = []
+    from .catalog import guard_of
+    from .recovery import left_open
+
+    markers = getattr(guard_of(catalog), "runs", None)
+    dead = set(left_open(catalog))
+    rows, unclosed = [], 0
     for uid in keys:
         meta = catalog[uid].metadata
         start, stop = meta.get("start") or {}, meta.get("stop") or {}
+        if stop:
+            state = stop.get("exit_status", "?")
+        elif uid in dead:
+            state = "left open"
+        elif markers is not None and markers.holder(uid):
+            state = "running"
+        else:
+            state = "running?"
+            unclosed += time.time() - start.get("time", 0) > 3600
         rows.append(
             {
                 "uid": _short(uid),
                 "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(start.get("time", 0))),
                 "plan": start.get("plan_name", "?"),
                 "events": sum((stop.get("num_events") or {}).values()),
-                "exit": stop.get("exit_status", "running?"),
+                "exit": state,
             }
         )
     print(format_table(rows))
+    if dead:
+        print(
+            f"\n{len(dead)} run{'s were' if len(dead) > 1 else ' was'} left open by a process "
+            "that is gone: 'ophyd-pvcam recover' closes them and makes their frames reachable"
+        )
+    elif unclosed:
+        print(
+            "\nruns without an exit status for over an hour may have been left open by a "
+            "process that died: 'ophyd-pvcam recover' lists and closes them"
+        )
     return EXIT_OK
 
 
@@ -245,6 +267,10 @@ def _show(args) -> int:
     for stream in run:
         keys = sorted(k for k in run[stream] if not k.startswith("ts_"))
         print(f"stream   {stream}: {', '.join(keys)}")
+    _print_files(catalog, run)
+    if not stop and not any(k.endswith("_image") for name in run for k in run[name]):
+        print("images   none in the run yet (if it was left open: 'ophyd-pvcam recover')")
+        return EXIT_OK
     stream, key = _image_stream(run)
     array = run[stream][key]
     print(f"images   {stream}/{key}: shape {tuple(array.shape)}, {array.dtype}")
@@ -272,6 +298,24 @@ def _show(args) -> int:
     return EXIT_OK
 
 
+def _print_files(catalog, run) -> None:
+    """The run's frame files; for a run left open, the files on disk it does not
+    reference yet (what 'ophyd-pvcam recover' would make reachable)."""
+    from .export import frame_files
+
+    listed = set()
+    for where, paths in frame_files(run).items():
+        for path in paths:
+            print(f"files    {where}: {path}")
+            listed.add(path)
+    if run.metadata.get("stop") is None:
+        from .recovery import run_files
+
+        for path in run_files(catalog, run.metadata["start"]["uid"]):
+            if path not in listed:
+                print(f"files    on disk, not in the run yet: {path}")
+
+
 def _save_frame_png(image, path: Path, title: str) -> Path:
     import matplotlib
 
@@ -285,6 +329,69 @@ def _save_frame_png(image, path: Path, title: str) -> Path:
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path
+
+
+# ---- export / recover -------------------------------------------------------------------
+
+
+def _export(args) -> int:
+    from .export import export_tiff, image_keys
+
+    catalog, location = _catalog(args, must_exist=True)
+    if catalog is None:
+        raise CliError(f"no catalog at {location}", EXIT_CATALOG)
+    run = _find_run(catalog, args.uid)
+    streams = {stream for stream, _ in image_keys(run)}
+    if not streams:
+        raise CliError("this run holds no camera images", EXIT_CATALOG)
+    if args.stream is not None and args.stream not in streams:
+        raise CliError(
+            f"no images in stream {args.stream!r}; this run has images in "
+            f"{', '.join(sorted(streams))}",
+            EXIT_USAGE,
+        )
+    for path in export_tiff(run, Path(args.tiff), stream=args.stream):
+        print(f"tiff     {path}")
+    return EXIT_OK
+
+
+def _recover(args) -> int:
+    from .recovery import RunIsLive, open_runs, recover_run
+
+    catalog, location = _catalog(args, must_exist=True)
+    if catalog is None:
+        raise CliError(f"no catalog at {location}", EXIT_CATALOG)
+    frames = [Path(f) for f in args.frames or []]
+    if args.uids:
+        targets = [_find_run(catalog, uid).metadata["start"]["uid"] for uid in args.uids]
+        left = []
+    else:
+        found = open_runs(catalog, idle=args.idle, frames=frames)
+        targets = [r.uid for r in found if r.recoverable or args.force]
+        left = [r for r in found if not (r.recoverable or args.force)]
+    if not targets and not left:
+        print(f"no runs left open in {location}")
+        return EXIT_OK
+    for uid in targets:
+        if catalog[uid].metadata.get("stop") is not None:
+            print(f"{_short(uid)}  already closed")
+            continue
+        try:
+            done = recover_run(catalog, uid, frames=frames, force=args.force, idle=args.idle)
+        except RunIsLive as error:
+            raise CliError(
+                f"{error}; wait for it to end, or use --force if that process is stuck",
+                EXIT_USAGE,
+            ) from None
+        print(done.summary())
+        if not done.files:
+            print(
+                f"  no frame files found for {_short(uid)}: if its camera wrote outside the "
+                "folders this catalog knows, give --frames FOLDER"
+            )
+    for run in left:
+        print(f"{_short(run.uid)}  left open: {run.detail}")
+    return EXIT_OK
 
 
 # ---- probe --------------------------------------------------------------------------
@@ -437,6 +544,44 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--png", help="write this frame to a PNG file")
     show.add_argument("--frame", type=int, default=0, help="frame index for --png (default 0)")
     show.set_defaults(run=_show)
+
+    export = commands.add_parser(
+        "export", help="write a run's frames as TIFF stacks (for Fiji/ImageJ)"
+    )
+    export.add_argument("uid", help="run uid (a unique prefix is enough)")
+    export.add_argument(
+        "--tiff", required=True, metavar="DIR", help="folder for <uid>_<stream>_<key>.tif"
+    )
+    export.add_argument("--stream", help="only this stream (default: every stream with images)")
+    export.set_defaults(run=_export)
+
+    recover = commands.add_parser(
+        "recover",
+        help="close runs left open by a process that died, with every intact frame on disk",
+        description="Closes runs that have no stop document because the process recording "
+        "them died (kill -9, crash, power cut): their frames on disk become reachable through "
+        "the run and the stop document says 'abort' and why. A run another process still "
+        "records is never closed unless --force.",
+    )
+    recover.add_argument("uids", nargs="*", metavar="UID", help="runs to close (default: all)")
+    recover.add_argument(
+        "--frames",
+        action="append",
+        metavar="DIR",
+        help="also look for frame files under this folder (repeatable)",
+    )
+    recover.add_argument(
+        "--idle",
+        type=float,
+        default=3600.0,
+        metavar="S",
+        help="a run with no marker of who records it counts as dead after S seconds "
+        "without writing (default 3600)",
+    )
+    recover.add_argument(
+        "--force", action="store_true", help="close even runs that look alive (stuck processes)"
+    )
+    recover.set_defaults(run=_recover)
 
     probe = with_camera(
         commands.add_parser(

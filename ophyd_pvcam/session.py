@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from . import sim
-from .catalog import open_catalog
+from .catalog import FramesFolderCheck, open_catalog
 from .device import PrimeBSI
 from .stall import StallGuard
 
@@ -73,6 +73,7 @@ def make_run_engine(
         catalog = open_catalog()
     engine = RunEngine(metadata or {})
     engine.subscribe(TiledWriter(catalog))
+    engine.preprocessors.append(FramesFolderCheck(catalog))  # before anything is written
     engine.preprocessors.append(StallGuard())
     if progress_bar:
         engine.waiting_hook = ProgressBarManager()
