@@ -39,7 +39,7 @@ from .owner import CameraOwner, Stream
 from .paths import frame_file_path
 from .runs import RunContext, when_run_ends
 from .stall import StallMonitor
-from .writer import FrameFile, FrameWriter, Row
+from .writer import FrameFile, FrameWriter, Row, check_free_space
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class SessionContext:
     stall_timeout: Callable[[], float]  # the timeout in force now
     diagnose: Callable[[Session, float], str]  # a stall's diagnosis
     report: Callable[[Session], None]  # the device's status signals follow the session
-    announce_stall: Callable[[FrameStallError], None]
+    announce_failure: Callable[[BaseException], None]
 
 
 class Session:
@@ -87,6 +87,8 @@ class Session:
         self._last_progress = 0.0
         self.resource_path = frame_file_path(ctx.root, ctx.name, self.kind, ctx.run and ctx.run.uid)
         self.path = ctx.root / self.resource_path
+        rows, columns = ctx.setup.image_shape
+        check_free_space(self.path.parent, rows * columns * 2, self._frames_expected())
         attributes = {
             "device": ctx.name,
             "kind": self.kind,
@@ -101,6 +103,10 @@ class Session:
         if ctx.run is not None:
             when_run_ends(ctx.run, self.run_ended)
         log.info("%s: %s session writing to %s", self.name, self.kind, self.path)
+
+    def _frames_expected(self) -> int:
+        """Frames this session will write, if known (the disk must hold them)."""
+        return 0
 
     # ---- the sink, on the owner thread -----------------------------------------------
 
@@ -176,13 +182,18 @@ class Session:
 
     def fail(self, error: BaseException) -> None:
         """Stop with ``error`` (the first one wins); statuses fail once the camera has
-        stopped, from the owner thread."""
+        stopped.  If no status of ours is pending to carry it to the plan (it sleeps, or
+        waits on other devices), the stall guard is told, and throws it into the plan."""
         with self._lock:
-            if self.error is None:
+            first = self.error is None
+            if first:
                 self.error = error
+            carried = self._status_waiting()
             stream = self.stream
         if stream is not None:
             stream.stop()
+        if first and not carried:
+            self.ctx.announce_failure(error)
 
     def interrupt(self, error: BaseException) -> None:
         """Stop the camera now, failing what waits on it with ``error``."""
@@ -211,11 +222,8 @@ class Session:
                 return
             error = FrameStallError(self.ctx.diagnose(self, silent_for))
             self.stall = error
-            carried = self._status_waiting()
         log.error("%s", error)
         self.ctx.report(self)
-        if not carried:  # nothing of the plan's waits on the camera: the guard tells it
-            self.ctx.announce_stall(error)
         self.fail(error)
 
     def _describe(self, error: BaseException) -> BaseException:

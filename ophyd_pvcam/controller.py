@@ -28,7 +28,7 @@ from .owner import CameraOwner
 from .runs import current_run
 from .settings import Settings, SettingsChecker
 from .signals import CameraStatus, ProgressStatus
-from .stall import StallMonitor, announce_stall
+from .stall import StallMonitor, announce_failure
 from .step import StepSession
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ class CameraController:
             stall_timeout=lambda: self.stall_timeout_s,
             diagnose=lambda session, silent: self._diagnose(session, silent, settings),
             report=self._session_changed,
-            announce_stall=self._announce_stall,
+            announce_failure=self._announce_failure,
         )
 
     def _frame_queue(self, settings: Settings) -> FrameQueue:
@@ -336,8 +336,8 @@ class CameraController:
     def _session_changed(self, session: Session) -> None:
         self._report(self)
 
-    def _announce_stall(self, error: FrameStallError) -> None:
-        announce_stall(self._device, error)
+    def _announce_failure(self, error: BaseException) -> None:
+        announce_failure(self._device, error)
 
     def _diagnose(self, session: Session, silent_for: float, s: Settings) -> str:
         caps, ledger = self.capabilities, session.ledger

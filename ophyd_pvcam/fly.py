@@ -171,6 +171,9 @@ class FlySession(Session):
         else:
             status.set_exception(error)
 
+    def _frames_expected(self) -> int:
+        return self.num_frames
+
     def _status_waiting(self) -> bool:
         return self._complete is not None
 

@@ -27,8 +27,6 @@ from typing import Any
 
 from bluesky.utils import FailedStatus, Msg
 
-from .errors import FrameStallError
-
 log = logging.getLogger(__name__)
 
 
@@ -115,11 +113,12 @@ class StallMonitor:
 _listeners: weakref.WeakSet = weakref.WeakSet()
 
 
-def announce_stall(device: Any, error: FrameStallError) -> None:
-    """Called by a device whose stall no status of its carries (nothing of the plan's
-    waits on the camera): every guard watching it throws it into its plan."""
+def announce_failure(device: Any, error: BaseException) -> None:
+    """Called by a device whose failure (a stall, a camera or disk error) no status of
+    its carries (nothing of the plan's waits on the camera): every guard watching it
+    throws it into its plan."""
     for listener in list(_listeners):
-        listener.stalled(device, error)
+        listener.failed(device, error)
 
 
 class StallGuard:
@@ -145,11 +144,11 @@ class StallGuard:
     def __call__(self, plan):
         return _GuardedRun(self).run(plan)
 
-    def stalled(self, device: Any, error: FrameStallError) -> None:
+    def failed(self, device: Any, error: BaseException) -> None:
         with self._lock:
             runs = list(self._runs)
         for run in runs:
-            run.stalled(device, error)
+            run.failed(device, error)
 
     def _register(self, run: _GuardedRun) -> None:
         with self._lock:
@@ -171,14 +170,14 @@ class _GuardedRun:
     def __init__(self, guard: StallGuard):
         self._guard = guard
         self._cameras: weakref.WeakSet = weakref.WeakSet()
-        self._pending: FrameStallError | None = None
+        self._pending: BaseException | None = None
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = []
         self._lock = threading.Lock()
         self._groups: dict[Any, list] = defaultdict(list)  # every status, by group
         self._camera_statuses: list = []  # statuses of our cameras, not yet done
 
     # called from the device's thread
-    def stalled(self, device: Any, error: FrameStallError) -> None:
+    def failed(self, device: Any, error: BaseException) -> None:
         if device not in self._cameras:
             return
         with self._lock:
@@ -238,8 +237,8 @@ class _GuardedRun:
 
         return done
 
-    def _undelivered_stall(self) -> FrameStallError | None:
-        """A stall not yet thrown into the plan (each stall is thrown once)."""
+    def _undelivered_stall(self) -> BaseException | None:
+        """A camera failure not yet thrown into the plan (each is thrown once)."""
         with self._lock:
             error, self._pending = self._pending, None
         if error is not None:

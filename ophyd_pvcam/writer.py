@@ -49,6 +49,41 @@ RECORDS = {  # per-row records beside the images
     "lost_before": np.int64,  # frames lost just before this one
 }
 LOST_NUMBERS = "lost_frame_numbers"
+RESERVE_MIN_BYTES = 32 << 20  # kept free so a file can always be flushed and closed cleanly
+
+
+def reserve_bytes(frame_bytes: int) -> int:
+    """Space left free on the disk while frames are written: an HDF5 file whose last
+    writes fail cannot be closed and stays unreadable, so writing stops short of full."""
+    return max(RESERVE_MIN_BYTES, 4 * frame_bytes)
+
+
+def free_bytes(folder: Path) -> int:
+    """Free space where ``folder`` is (or would be created)."""
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            return shutil.disk_usage(candidate).free
+    return 0
+
+
+def disk_error(folder: Path, why: str) -> DiskError:
+    return DiskError(
+        f"cannot write frames to {folder}: {why} ({free_bytes(folder) / 2**20:.0f} MiB free)"
+    )
+
+
+def check_free_space(folder: Path, frame_bytes: int, frames: int = 0) -> None:
+    """Refuse, before any file exists, an acquisition the disk cannot take: at least the
+    reserve, and ``frames`` frames when their number is known."""
+    needed = reserve_bytes(frame_bytes) + frames * frame_bytes
+    free = free_bytes(folder)
+    if free < needed:
+        raise DiskError(
+            f"cannot write frames to {folder}: {free / 2**20:.0f} MiB free, "
+            f"{needed / 2**20:.0f} MiB needed"
+            + (f" for {frames} frames of {frame_bytes / 2**20:.2f} MiB" if frames else "")
+            + "; free some space or set another write_path"
+        )
 
 
 @dataclass(frozen=True)
@@ -103,6 +138,11 @@ class FrameFile:
             raise
         self._file: h5py.File | None = f
         self._lost: list[int] = []
+
+    @property
+    def frame_bytes(self) -> int:
+        h, w = self.shape
+        return h * w * 2
 
     def write(self, row: Row, pixels: np.ndarray) -> None:
         data = self._data
@@ -205,6 +245,8 @@ class FrameWriter:
         self.processed = 0  # by this thread: written, or dropped after an error
         self.flushed = 0  # processed frames known to be on disk
         self.error: DiskError | None = None
+        self._reserve = reserve_bytes(file.frame_bytes)
+        self._unchecked = 0  # bytes written since free space was last checked
         self._flush_requested = False
         self._flush_failed = False
         self._stop = False
@@ -296,6 +338,14 @@ class FrameWriter:
     def _write(self, row: Row, pixels: np.ndarray) -> None:
         if self.error is not None:
             return  # counted lost by the session
+        self._unchecked += pixels.nbytes
+        if self._unchecked >= self._reserve // 4:  # stop before the disk is full
+            self._unchecked = 0
+            if free_bytes(self.file.path.parent) < self._reserve:
+                self._fail(DiskError(f"the disk is nearly full (writing stops with "
+                                     f"{self._reserve / 2**20:.0f} MiB left, so the file "
+                                     "closes cleanly)"))  # fmt: skip
+                return
         try:
             self.file.write(row, pixels)
         except (OSError, RuntimeError) as error:
@@ -305,15 +355,10 @@ class FrameWriter:
             self._on_row(row, pixels)
 
     def _fail(self, error: BaseException) -> None:
-        folder = self.file.path.parent
-        try:
-            free = f"{shutil.disk_usage(folder).free / 2**20:.0f} MiB free"
-        except OSError:
-            free = "free space unknown"
         full = isinstance(error, OSError) and error.errno == errno.ENOSPC
-        what = "the disk is full" if full or "space" in str(error).lower() else str(error)
-        self.error = DiskError(
-            f"cannot write frames to {folder} ({free}): {what}; the {self.file.rows} "
-            "frames written before are kept"
+        what = "the disk is full" if full else str(error)
+        self.error = disk_error(
+            self.file.path.parent,
+            f"{what}; the {self.file.rows} frames written before are kept",
         )
         log.error("%s", self.error)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
 import threading
 import time
 
@@ -321,3 +322,63 @@ def test_reading_temperature_and_configuration_while_flying_never_touches_the_ca
     assert sim.param_calls_mid_stream() == calls_before
     temperatures = {t for t, _ in reads}
     assert all(-30 < t < 40 for t in temperatures)  # the last idle reading, not a NaN
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 48 MiB file system of its own (a tmpfs), to fill up."""
+    mountpoint = tmp_path / "disk"
+    mountpoint.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(mountpoint)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {mounted.stderr.strip()}")
+    yield mountpoint
+    subprocess.run(["umount", str(mountpoint)], check=True)
+
+
+def test_a_full_disk_fails_the_plan_in_one_line_and_keeps_a_readable_file(
+    small_disk, RE, catalog, data_dir
+):
+    from ophyd_pvcam import DiskError, PrimeBSI
+
+    cam = PrimeBSI("cam", sim=True, write_path=small_disk / "frames")
+    try:
+        fast_small(cam, 2000)  # 125 MiB: more than the disk holds, refused before a file
+        with pytest.raises(DiskError, match=r"48 MiB free, \d+ MiB needed for 2000 frames"):
+            RE(bp.fly([cam]))
+        assert frame_files(small_disk) == []
+        cam.num_frames.set(0)
+
+        def until_full():
+            yield from bps.open_run()
+            yield from bps.kickoff(cam, wait=True)
+            yield from bps.sleep(60)  # the disk fills long before
+            yield from bps.complete(cam, wait=True)
+            yield from bps.collect(cam)
+            yield from bps.close_run()
+
+        with pytest.raises(DiskError, match=r"cannot write frames to .*frames.*nearly full"):
+            RE(until_full())
+        assert not cam.acquiring
+        (path,) = frame_files(small_disk)
+        on_disk, records = file_frames(path)  # closed cleanly: a plain open reads it
+        numbers = [sim.frame_number(frame) for frame in on_disk]
+        assert numbers == list(range(1, len(numbers) + 1)) and len(numbers) > 100
+        lost = list(records["lost_frame_numbers"])  # the frame(s) refused: counted, in order
+        assert lost and lost == list(range(len(numbers) + 1, len(numbers) + 1 + len(lost)))
+        stop = RE.recorder.of("stop")[-1]
+        assert stop["exit_status"] == "fail" and "nearly full" in stop["reason"]
+        replayed = catalog[stop["run_start"]]["cam"]["cam_frame_number"].read()
+        assert list(replayed) == numbers  # the run holds exactly what is on disk
+        with pytest.raises(DiskError, match="MiB needed"):  # still full: refused, no file
+            RE(until_full())
+        assert frame_files(small_disk) == [path]
+        path.unlink()
+        fast_small(cam, 20)
+        RE(bp.fly([cam]))  # space again: the next plan works
+    finally:
+        cam.close()

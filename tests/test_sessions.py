@@ -190,7 +190,9 @@ def test_a_full_disk_fails_the_fly_naming_the_folder_and_keeps_what_was_written(
     monkeypatch.setattr(FrameFile, "write", write_until_full)
     cam.num_frames.put(100)
     cam.kickoff().wait(DEADLINE)
-    with pytest.raises(DiskError, match=r"cannot write frames to .* MiB free.*disk is full"):
+    with pytest.raises(
+        DiskError, match=r"cannot write frames to .*: the disk is full; .* MiB free"
+    ):
         cam.complete().wait(DEADLINE)
     list(cam.collect_asset_docs())
     assert [e["data"]["cam_frame_number"] for e in cam.collect()] == list(range(1, 31))
