@@ -18,13 +18,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ._session import Session, SessionContext, period_of
-from .backend import CameraBackend, CameraSetup, Capabilities, Mode, Readings
+from .backend import CameraBackend, CameraSetup, Capabilities, Mode, Readings, StreamSpec
 from .diagnosis import StallSnapshot, describe_stall
 from .errors import AcquisitionInterrupted, FrameStallError
 from .fly import FlySession
+from .live import LiveStream
 from .memory import FrameQueue
-from .owner import CameraOwner
+from .owner import CameraOwner, Stream
 from .runs import current_run
 from .settings import Settings, SettingsChecker
 from .signals import CameraStatus, ProgressStatus
@@ -71,6 +74,7 @@ class CameraController:
         self.last: Session | None = None  # the session the status signals describe
         self._staged: Settings | None = None
         self._readings: Readings | None = None
+        self.live_stream: LiveStream | None = None
         self.stall_timeout_s = 1.0  # the timeout in force (automatic unless set)
 
     # ---- what the camera says, read only while it is idle ------------------------------
@@ -107,11 +111,12 @@ class CameraController:
 
     @property
     def acquiring(self) -> bool:
-        """Frames are due: a fly scan runs, or a step point waits for its frames.
-        (Between points a step scan's camera idles: settings may change then.)"""
-        fly, step = self.fly, self.step
+        """Frames are due: a fly scan or a live view runs, or a step point waits for its
+        frames.  (Between points a step scan's camera idles: settings may change then.)"""
+        fly, step, live = self.fly, self.step, self.live_stream
         flying = fly is not None and fly.stream is not None and not fly.stream.done.is_set()
-        return flying or (step is not None and step.waiting)
+        viewing = live is not None and not live.done.is_set()
+        return flying or viewing or (step is not None and step.waiting)
 
     @property
     def stall_error(self) -> FrameStallError | None:
@@ -292,10 +297,62 @@ class CameraController:
         if fly is not None and not fly.closed:
             fly.close("a new acquisition started")
 
+    # ---- looking without recording -----------------------------------------------------
+
+    def _require_idle(self, what: str) -> None:
+        busy = self.acquiring or (
+            self.live_stream is not None and not self.live_stream.done.is_set()
+        )
+        fly, step = self.fly, self.step
+        busy = busy or (fly is not None and not fly.closed and not fly.drained)
+        busy = busy or (step is not None and not step.closed)
+        if busy:
+            raise RuntimeError(f"{self.name} is busy (a scan or a live view); {what} needs it idle")
+
+    def snap(self, settings: Settings, timeout: float | None = None) -> np.ndarray:
+        """One fresh frame with the current settings: no run, no file."""
+        with self._lock:
+            self._require_idle("snap()")
+            self.checker.check_all(settings)
+            setup = settings.camera_setup(self._idle_trigger_mode())
+            period = period_of(setup, self._readings)
+            deadline_s = timeout if timeout is not None else max(5.0, 10 * period)
+            frame = np.empty(setup.image_shape, np.uint16)
+
+            def take(backend: CameraBackend) -> None:
+                backend.apply(setup)
+                backend.start(StreamSpec(Mode.SEQUENCE, 1, 1))
+                try:
+                    end = time.monotonic() + deadline_s
+                    while backend.poll(min(0.1, deadline_s), frame) is None:
+                        if time.monotonic() > end:
+                            raise FrameStallError(
+                                f"{self.name}: no frame within {deadline_s:g} s of a snap "
+                                f"(exposure {settings.exposure_time:g} s)"
+                            )
+                finally:
+                    backend.stop()
+
+            self.owner.call(take, timeout=deadline_s + 30)
+        return frame
+
+    def live(self, settings: Settings, on_frame=None) -> LiveStream:
+        """Stream for a viewer, writing nothing, until ``stop()``."""
+        with self._lock:
+            self._require_idle("a live view")
+            self._prepare(settings, self._idle_trigger_mode())
+            frames = self._frame_queue(settings)
+            live = self.live_stream = LiveStream(self.name, frames, on_frame)
+            spec = StreamSpec(Mode.FREE, 0, self._buffer_frames(settings))
+            live.stream = self.owner.stream(Stream(spec, live, frames, retrigger_s=1.0))
+        return live
+
     # ---- stopping ------------------------------------------------------------------------
 
     def stop(self) -> None:
         """Stop the camera now; the files keep what was acquired."""
+        if self.live_stream is not None:
+            self.live_stream.stop()
         for session in (self.fly, self.step):
             if session is not None and not session.closed:
                 session.interrupt(AcquisitionInterrupted(f"{self.name} was stopped"))
@@ -306,6 +363,8 @@ class CameraController:
                 session.pause()
 
     def close(self) -> None:
+        if self.live_stream is not None:
+            self.live_stream.stop()
         for session in (self.fly, self.step):
             if session is not None:
                 session.close("the device was closed")

@@ -331,6 +331,18 @@ class PrimeBSI(Device):
     def collect(self):
         yield from self._controller.collect(f"{self.name}_image")
 
+    # ---- looking without recording --------------------------------------------------------
+
+    def snap(self, timeout: float | None = None) -> np.ndarray:
+        """One fresh frame with the current settings, as an array: no run, no file."""
+        return self._controller.snap(self.settings(), timeout)
+
+    def live(self, on_frame=None):
+        """Stream without recording (for a viewer) until the returned stream's ``stop()``;
+        see :class:`~ophyd_pvcam.live.LiveStream`.  Settings that change the camera's
+        setup need the stream stopped first."""
+        return self._controller.live(self.settings(), on_frame)
+
     # ---- stopping -------------------------------------------------------------------------
 
     def stop(self, *, success: bool = False) -> None:
