@@ -1,5 +1,7 @@
 """Teledyne Photometrics PVCAM cameras (Prime BSI) as Bluesky/ophyd devices."""
 
+import logging
+
 from . import sim
 
 if sim.requested_by_environment():
@@ -17,6 +19,9 @@ from .errors import (
     FrameStallError,
 )
 from .stall import StallGuard
+
+# a library logs; the application (the profile, the CLI, a script) decides where to
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "AcquisitionInterrupted",

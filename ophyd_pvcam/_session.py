@@ -42,6 +42,7 @@ from .stall import StallMonitor
 from .writer import FrameFile, FrameWriter, Row, check_free_space
 
 log = logging.getLogger(__name__)
+summary = logging.getLogger("ophyd_pvcam.summary")  # one line per acquisition
 
 STOP_TIMEOUT_S = 30.0  # a camera stop and the writer's flush, however slow the disk
 PROGRESS_INTERVAL_S = 0.1
@@ -283,23 +284,13 @@ class Session:
         self._finish_statuses(
             self.error or AcquisitionInterrupted(f"{self.name}: {reason or 'closed'}")
         )
-        if self.unreferenced:
-            log.warning(
-                "%s: %d frames acquired after the run's last reference are kept apart in "
-                "%s:/entry/data/unreferenced",
-                self.name,
-                self.unreferenced,
-                self.path,
-            )
         self.ctx.report(self)
-        log.info(
-            "%s: closed %s: %d frames in the run, %d lost%s",
-            self.name,
-            self.path,
-            keep,
-            self.ledger.lost.total,
-            f" ({self.ledger.lost.numbers()})" if self.ledger.lost.total else "",
-        )
+        # one line a person at the terminal sees (session.make_run_engine shows this
+        # logger): always for a fly scan, for a step scan when something was lost
+        level = logging.WARNING if self.had_losses else logging.INFO
+        if self.kind == "step" and not self.had_losses:
+            level = logging.DEBUG
+        summary.log(level, "%s", self.summary_line())
 
     def discard(self) -> None:
         """Close a session that never acquired and remove its file: a refused start
@@ -327,19 +318,29 @@ class Session:
         self._last_progress = now
         return True
 
-    def summary(self) -> dict[str, Any]:
-        """Frames written, lost (by reason and number) -- for the run and the terminal."""
+    def summary_line(self) -> str:
+        """One line for the terminal and the run: written, lost (which, why), where."""
         ledger = self.ledger
-        return {
-            "file": str(self.path),
-            "frames_written": self.file.rows,
-            "frames_lost": ledger.lost.total,
-            "lost_numbers": ledger.lost.numbers(),
-            "lost_by_reason": dict(ledger.lost.by_reason),
-            "duplicates": ledger.duplicates,
-            "unrequested": ledger.unrequested,
-            "unreferenced": self.unreferenced,
-        }
+        lost = ledger.lost
+        line = f"{self.name}: {self.kind} scan, {self.file.rows} frames written to {self.path}"
+        if lost.total:
+            reasons = "; ".join(f"{n} {why}" for why, n in lost.by_reason.items())
+            line += (
+                f", {lost.total} lost: frame numbers {lost.numbers()} ({reasons}); "
+                "listed in the file's lost_frame_numbers"
+            )
+        else:
+            line += ", none lost"
+        if self.unreferenced:
+            line += (
+                f"; {self.unreferenced} frames acquired after the run's last reference kept "
+                "apart in /entry/data/unreferenced"
+            )
+        return line
+
+    @property
+    def had_losses(self) -> bool:
+        return bool(self.ledger.lost.total or self.unreferenced)
 
 
 def period_of(setup: CameraSetup, readings: Readings | None) -> float:

@@ -243,6 +243,11 @@ class PrimeBSI(Device):
             self.max.update(point["max"])
             self.frame_number.update(point["frame_number"])
 
+    def loss_summary(self) -> str | None:
+        """The latest acquisition's one-line summary if it lost frames, else None."""
+        session = self._controller.last
+        return session.summary_line() if session is not None and session.had_losses else None
+
     def image_description(self) -> dict[str, Any]:
         s = self.settings()
         rows, columns = s.image_shape

@@ -153,7 +153,7 @@ class FlySession(Session):
         self._flushed = flushed
         status = self._complete
         if status is not None and not status.done and self._progress_due():
-            status.update(processed)
+            status.update(processed + self.ledger.lost.total)  # frames accounted for
 
     # ---- ending: the one place each status finishes -----------------------------------------
 
@@ -166,7 +166,7 @@ class FlySession(Session):
         # a stall the stall guard already threw into the plan is not reported again: the
         # fly scan is over, and collect() hands over what came before it
         if error is None or getattr(error, "delivered", False):
-            status.update(self.file.rows)
+            status.update(self.file.rows + self.ledger.lost.total)
             status.set_finished()
         else:
             status.set_exception(error)

@@ -55,15 +55,13 @@ class Losses:
 
     by_reason: Counter = field(default_factory=Counter)
     ranges: list[list] = field(default_factory=list)  # [first, last, reason]
-
-    @property
-    def total(self) -> int:
-        return sum(self.by_reason.values())
+    total: int = 0  # a plain int: other threads read it while the owner adds
 
     def add(self, first: int, last: int, reason: str) -> None:
         if last < first:
             return
         self.by_reason[reason] += last - first + 1
+        self.total += last - first + 1
         if self.ranges and self.ranges[-1][2] == reason and self.ranges[-1][1] == first - 1:
             self.ranges[-1][1] = last
         else:

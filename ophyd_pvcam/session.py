@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,7 @@ def make_run_engine(
     engine.preprocessors.append(StallGuard())
     if progress_bar:
         engine.waiting_hook = ProgressBarManager()
+    show_summaries()
     if best_effort:
         from bluesky.callbacks.best_effort import BestEffortCallback
 
@@ -84,6 +86,26 @@ def make_run_engine(
         callback.disable_plots()  # headless by default; enable_plots() in a GUI session
         engine.subscribe(callback)
     return engine, catalog
+
+
+class _Summaries(logging.StreamHandler):
+    """Prints each acquisition's one-line summary (frames written, lost, where)."""
+
+
+def show_summaries(stream=None) -> None:
+    """Show acquisition summaries (``ophyd_pvcam.summary``) on the terminal, and keep
+    bluesky's "Run aborted" traceback off it: the failure itself is what the user sees,
+    once (both still reach a log file if one is set up, see :func:`log_to_file`)."""
+    summaries = logging.getLogger("ophyd_pvcam.summary")
+    if not any(isinstance(h, _Summaries) for h in summaries.handlers):
+        handler = _Summaries(stream or sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.setLevel(logging.INFO)
+        summaries.addHandler(handler)
+        summaries.setLevel(logging.INFO)
+    bluesky = logging.getLogger("bluesky")
+    if not bluesky.handlers:
+        bluesky.addHandler(logging.NullHandler())
 
 
 def log_to_file(path: str | os.PathLike) -> Path:

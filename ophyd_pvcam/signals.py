@@ -93,6 +93,9 @@ class CameraStatus(DeviceStatus):
     def _handle_failure(self) -> None:
         pass
 
+    def _settled(self) -> None:
+        """ophyd would tell watchers "0 % done" as the status ends; nothing to add."""
+
 
 class ProgressStatus(CameraStatus):
     """A status that reports frames done to its watchers (bluesky progress bars)."""
@@ -109,6 +112,10 @@ class ProgressStatus(CameraStatus):
         with self._watch_lock:
             self._watchers.append(func)
         self._notify(func)
+
+    def _settled(self) -> None:
+        for func in list(self._watchers):  # the bar's last state: where it really ended
+            self._notify(func)
 
     def update(self, current: int) -> None:
         self.current = current

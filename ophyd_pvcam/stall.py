@@ -260,6 +260,8 @@ class _GuardedRun:
                 camera = msg.obj is not None and _is_camera(msg.obj)
                 if camera:
                     self._cameras.add(msg.obj)
+                if msg.command == "close_run":
+                    msg = self._with_losses(msg)
                 try:
                     if self._guards(msg):
                         response = yield from self._guarded(msg)
@@ -283,6 +285,19 @@ class _GuardedRun:
         finally:
             self._guard._unregister(self)
             plan.close()
+
+    def _with_losses(self, msg: Msg) -> Msg:
+        """A run that ends well but lost frames says so in its stop document's reason."""
+        if msg.kwargs.get("reason") or msg.kwargs.get("exit_status") not in (None, "success"):
+            return msg
+        lines = [
+            line
+            for camera in list(self._cameras)
+            if hasattr(camera, "loss_summary") and (line := camera.loss_summary())
+        ]
+        if not lines:
+            return msg
+        return msg._replace(kwargs={**msg.kwargs, "reason": " | ".join(lines)})
 
     def _camera_cause(self, failed: FailedStatus) -> BaseException:
         """A status one of our cameras failed carries its own error: raise that, not
