@@ -97,13 +97,17 @@ class Session:
             "camera_settings": ctx.attributes,
         }
         self.file = FrameFile(self.path, ctx.setup.image_shape, attributes)
-        self.docs = AssetDocs(ctx.root, self.resource_path, ctx.frames_per_point)
+        self.docs = self._documents()
         self.writer = FrameWriter(
             self.file, ctx.frames, self._written, self._row_written, name=ctx.name
         )
         if ctx.run is not None:
             when_run_ends(ctx.run, self.run_ended)
         log.info("%s: %s session writing to %s", self.name, self.kind, self.path)
+
+    def _documents(self) -> Any:
+        """What points the run at the file's rows (step: a Resource and a Datum per point)."""
+        return AssetDocs(self.ctx.root, self.resource_path, self.ctx.frames_per_point)
 
     def _frames_expected(self) -> int:
         """Frames this session will write, if known (the disk must hold them)."""

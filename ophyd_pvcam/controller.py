@@ -75,6 +75,7 @@ class CameraController:
         self._staged: Settings | None = None
         self._readings: Readings | None = None
         self.live_stream: LiveStream | None = None
+        self.collect_mode = "datum"  # see describe_collect_mode
         self.stall_timeout_s = 1.0  # the timeout in force (automatic unless set)
 
     # ---- what the camera says, read only while it is idle ------------------------------
@@ -281,16 +282,26 @@ class CameraController:
             raise RuntimeError(f"{self.name}: complete() without a kickoff()")
         fly.complete(status)
 
+    def describe_collect_mode(self) -> str:
+        """How the next collected fly scan is described: bluesky asks before the kickoff
+        only when a plan declares the camera's stream (then a StreamResource and one
+        StreamDatum per collect, cheap); otherwise at the first collect, and each frame's
+        image needs a Datum in its event."""
+        fly = self.fly
+        self.collect_mode = "stream" if fly is None or fly.closed else "datum"
+        return self.collect_mode
+
     def collect_asset_docs(self) -> Iterator[tuple[str, dict]]:
         fly = self.fly
         if fly is not None:
             run = fly.ctx.run
-            yield from fly.asset_docs(final=run is not None and run.ending)
+            final = run is not None and run.ending
+            yield from fly.asset_docs(final, stream=self.collect_mode == "stream")
 
-    def collect(self, key: str) -> Iterator[dict]:
+    def collect_pages(self) -> Iterator[dict]:
         fly = self.fly
         if fly is not None:
-            yield from fly.events(key, self.name)
+            yield from fly.pages(self.name)
 
     def _close_fly(self) -> None:
         fly = self.fly

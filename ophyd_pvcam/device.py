@@ -301,40 +301,42 @@ class PrimeBSI(Device):
         s = self.settings()
         rows, columns = s.image_shape
         source = f"PVCAM:{self.capabilities.name}"
-        return {
-            self.name: {
-                f"{self.name}_image": {
-                    "source": source,
-                    "dtype": "array",
-                    "dtype_numpy": np.dtype(np.uint16).str,
-                    "shape": [1, rows, columns],
-                    "external": "FILESTORE:",
-                },
-                f"{self.name}_frame_number": {"source": source, "dtype": "integer", "shape": []},
-                f"{self.name}_frame_time": {
-                    "source": source,
-                    "dtype": "number",
-                    "shape": [],
-                    "units": "s",
-                    "doc": "end of the frame: the camera's clock mapped to wall time",
-                },
-                f"{self.name}_lost_before": {
-                    "source": source,
-                    "dtype": "integer",
-                    "shape": [],
-                    "doc": "frames lost just before this one",
-                },
-                f"{self.name}_lost_after": {
-                    "source": source,
-                    "dtype": "integer",
-                    "shape": [],
-                    "doc": "frames lost after this one: non-zero only on the last frame",
-                },
-            }
-        }
+        mode = self._controller.describe_collect_mode()
 
-    def collect(self):
-        yield from self._controller.collect(f"{self.name}_image")
+        def key(dtype: str, numpy_dtype, shape: list, **extra) -> dict:
+            return {"source": source, "dtype": dtype, "dtype_numpy": np.dtype(numpy_dtype).str,
+                    "shape": shape, **extra}  # fmt: skip
+
+        name = self.name
+        keys = {
+            f"{name}_image": key("array", np.uint16, [1, rows, columns]),
+            f"{name}_frame_number": key("integer", np.int64, []),
+            f"{name}_frame_time": key("number", np.float64, [], units="s",
+                                      doc="end of the frame: the camera's clock as wall time"),
+            f"{name}_lost_before": key("integer", np.int64, [],
+                                       doc="frames lost just before this one"),
+        }  # fmt: skip
+        if mode == "stream":  # a declared stream: every key read from the file
+            for description in keys.values():
+                description["external"] = "STREAM:"
+            return keys
+        keys[f"{name}_image"]["external"] = "FILESTORE:"  # a Datum per frame, in the events
+        keys[f"{name}_lost_after"] = key(
+            "integer", np.int64, [], doc="frames lost after this one: only on the last frame"
+        )
+        return {name: keys}
+
+    @property
+    def collect_pages(self):
+        """Event pages of the frames handed over since the last collect.
+
+        Only when the plan did not declare the camera's stream (bare ``bp.fly`` on a
+        RunEngine without the stall guard): a declared stream reads everything from the
+        file, and bluesky must then not see this device as page-collectable, so the
+        attribute is absent."""
+        if self._controller.collect_mode == "stream":
+            raise AttributeError("collect_pages")  # a declared stream has no events
+        return self._controller.collect_pages
 
     # ---- looking without recording --------------------------------------------------------
 

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from event_model import ComposeResource
+from event_model import ComposeResource, compose_stream_resource
 
 
 class AssetDocs:
@@ -48,3 +48,39 @@ class AssetDocs:
             yield name, doc
             if name == "datum":
                 self.handed_over += 1
+
+
+class StreamAssets:
+    """StreamResources for one fly-scan file and a StreamDatum per key per batch of rows:
+    a fly scan hands over any number of frames with a few documents, not one per frame.
+
+    Every key is read from the file: the images from ``/entry/data/data`` (the
+    StreamResource has the shape TiledWriter gives an ``AD_HDF5`` Resource, so the catalog
+    holds the same thing either way), the camera's frame numbers and times and the frames
+    lost before each from the per-frame records beside them."""
+
+    def __init__(self, path: Path, datasets: dict[str, str]):
+        uri = f"file://localhost{Path(path).absolute().as_posix()}"
+        self._bundles = {
+            key: compose_stream_resource(
+                mimetype="application/x-hdf5",
+                uri=uri,
+                data_key=key,
+                parameters={"dataset": dataset}
+                | ({"spec": "AD_HDF5", "multiplier": 1} if dataset == "/entry/data/data" else {}),
+            )
+            for key, dataset in datasets.items()
+        }
+        self.rows = 0  # rows handed over
+
+    def hand_over(self, rows: int) -> Iterator[tuple[str, dict]]:
+        """Documents for the rows up to ``rows`` not handed over yet."""
+        if rows <= self.rows:
+            return
+        if self.rows == 0:
+            for bundle in self._bundles.values():
+                yield "stream_resource", bundle.stream_resource_doc
+        for bundle in self._bundles.values():
+            indices = {"start": self.rows, "stop": rows}
+            yield "stream_datum", bundle.compose_stream_datum(indices=indices, validate=False)
+        self.rows = rows

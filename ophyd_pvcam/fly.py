@@ -20,12 +20,24 @@ from collections.abc import Iterator
 
 from ._session import STOP_TIMEOUT_S, Session, SessionContext, period_of
 from .backend import Mode, StreamSpec
+from .documents import StreamAssets
 from .errors import AcquisitionInterrupted, CameraAcquisitionError
 from .ledger import FrameLedger
 from .owner import Stream
 from .signals import CameraStatus, ProgressStatus
+from .writer import ATTRIBUTES, DATA_PATH
 
 log = logging.getLogger(__name__)
+
+
+def stream_datasets(name: str) -> dict[str, str]:
+    """The keys of a declared fly stream and where each is in the file."""
+    return {
+        f"{name}_image": DATA_PATH,
+        f"{name}_frame_number": f"{ATTRIBUTES}/frame_number",
+        f"{name}_frame_time": f"{ATTRIBUTES}/frame_time",
+        f"{name}_lost_before": f"{ATTRIBUTES}/lost_before",
+    }
 
 
 class FlySession(Session):
@@ -33,8 +45,16 @@ class FlySession(Session):
 
     kind = "fly"
 
-    def __init__(self, ctx: SessionContext, num_frames: int, software_first: bool):
+    def __init__(
+        self,
+        ctx: SessionContext,
+        num_frames: int,
+        software_first: bool,
+    ):
         self.num_frames = num_frames
+        # a declared stream takes a StreamResource and one StreamDatum per collect (cheap);
+        # bluesky allows those only there, so otherwise a Datum per frame
+        self.stream_documents: bool | None = None  # decided at the first collect
         self._software_first = software_first
         self._kickoff: CameraStatus | None = None
         self._complete: ProgressStatus | None = None
@@ -43,6 +63,7 @@ class FlySession(Session):
         self.collected = 0  # rows handed to the run as events
         self._flushed = 0
         super().__init__(ctx, FrameLedger(target=num_frames))  # starts the writer thread
+        self.stream_docs = StreamAssets(self.path, stream_datasets(ctx.name))
 
     # ---- the RunEngine's side -------------------------------------------------------------
 
@@ -77,9 +98,13 @@ class FlySession(Session):
             )
         )
 
-    def asset_docs(self, final: bool) -> Iterator[tuple[str, dict]]:
-        """Datums for the rows on disk not yet handed over; with ``final`` (the RunEngine
-        is tearing the plan down) the camera is stopped first, so nothing is left out."""
+    def asset_docs(self, final: bool, stream: bool) -> Iterator[tuple[str, dict]]:
+        """Documents for the rows on disk not yet handed over; with ``final`` (the
+        RunEngine is tearing the plan down) the camera is stopped first, so nothing is
+        left out.  ``stream``: bluesky has the camera's stream declared, so a StreamDatum
+        per collect will do (decided at the first collect, kept for the session)."""
+        if self.stream_documents is None:
+            self.stream_documents = stream
         if final and not self.drained:
             self.stop_camera()
             self._wait_drained()
@@ -87,36 +112,40 @@ class FlySession(Session):
             self.writer.flush_now(STOP_TIMEOUT_S)  # hand over what is on disk, all of it
         with self._lock:
             available = min(self._flushed, self.file.rows)
-            while self.datums < available:
-                self.docs.add_point()
-                self.datums += 1
-        yield from self.docs.take()
+            if self.stream_documents:
+                docs = list(self.stream_docs.hand_over(available))
+                self.datums = self.collected = self.stream_docs.rows  # no events follow
+                done = self.drained and self.collected >= self.file.rows
+            else:
+                while self.datums < available:
+                    self.docs.add_point()
+                    self.datums += 1
+                docs = list(self.docs.take())
+                done = False  # the events follow, in pages()
+        yield from docs
+        if done:
+            self.close("everything collected")
 
-    def events(self, key: str, name: str) -> Iterator[dict]:
-        """One event per row handed over as a datum and not yet collected."""
+    def pages(self, name: str) -> Iterator[dict]:
+        """One event page for the rows handed over and not yet collected: the camera's
+        frame numbers, times and losses (the images are in the StreamDatum)."""
         ledger = self.ledger
         with self._lock:
             start, end = self.collected, self.datums
             self.collected = end
-            last = len(ledger.numbers) - 1
-            lost_after = ledger.lost_after if self.drained else 0
+            lost_after = ledger.lost_after if self.drained and end == len(ledger.numbers) else 0
             done = self.drained and end >= self.file.rows
-        for row in range(start, end):
-            t = ledger.times[row]
+        if end > start:
+            times = list(ledger.times[start:end])
             data = {
-                key: self.docs.datum_id(row),
-                f"{name}_frame_number": int(ledger.numbers[row]),
-                f"{name}_frame_time": t,
-                f"{name}_lost_before": int(ledger.lost_before[row]),
+                f"{name}_frame_number": list(ledger.numbers[start:end]),
+                f"{name}_frame_time": times,
+                f"{name}_lost_before": list(ledger.lost_before[start:end]),
                 # frames lost after the last one have no later frame to report them
-                f"{name}_lost_after": lost_after if row == last else 0,
+                f"{name}_lost_after": [0] * (end - start - 1) + [lost_after],
             }
-            yield {
-                "time": t,
-                "data": data,
-                "timestamps": dict.fromkeys(data, t),
-                "filled": {key: False},
-            }
+            data[f"{name}_image"] = [self.docs.datum_id(row) for row in range(start, end)]
+            yield {"data": data, "timestamps": dict.fromkeys(data, times)}
         if done:
             self.close("everything collected")
 

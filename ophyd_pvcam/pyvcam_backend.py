@@ -9,6 +9,7 @@ DESIGN.md), and nothing here knows about Bluesky.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import math
@@ -321,6 +322,11 @@ class PyvcamBackend:
             else:
                 self._camera.start_live(exp_time=exposure, buffer_frame_count=spec.buffer_frames)
         except RuntimeError as error:
+            # pyvcam registers its frame callback before starting and only finish()
+            # removes it: without this, the next start registers it twice, and real
+            # PVCAM then stops calling it after a few frames
+            with contextlib.suppress(RuntimeError):
+                self._camera.finish()
             raise self._error(error, "refused to start") from error
 
     def poll(self, timeout_s: float, out: np.ndarray) -> FrameInfo | None:

@@ -175,6 +175,7 @@ class _GuardedRun:
         self._lock = threading.Lock()
         self._groups: dict[Any, list] = defaultdict(list)  # every status, by group
         self._camera_statuses: list = []  # statuses of our cameras, not yet done
+        self._declared: set = set()  # devices with a declared stream in the open run
 
     # called from the device's thread
     def failed(self, device: Any, error: BaseException) -> None:
@@ -262,6 +263,14 @@ class _GuardedRun:
                     self._cameras.add(msg.obj)
                 if msg.command == "close_run":
                     msg = self._with_losses(msg)
+                if msg.command == "open_run":
+                    self._declared.clear()
+                if msg.command == "declare_stream":
+                    self._declared.update(msg.args)
+                if msg.command == "kickoff" and camera and msg.obj not in self._declared:
+                    # bluesky takes a fly scan's frames in bulk only from a declared stream
+                    self._declared.add(msg.obj)
+                    yield Msg("declare_stream", None, msg.obj, collect=True, name=msg.obj.name)
                 try:
                     if self._guards(msg):
                         response = yield from self._guarded(msg)

@@ -13,6 +13,7 @@ import bluesky.plan_stubs as bps
 import bluesky.plans as bp
 import numpy as np
 import pytest
+from bluesky import RunEngine
 from bluesky.utils import RunEngineInterrupted
 from helpers import file_frames, frame_files, read_run_in_new_process
 
@@ -27,19 +28,19 @@ def fast_small(cam, frames, width=256, height=128):
 
 
 @pytest.mark.realtime
-def test_fly_500_frames_replays_in_a_new_process(cam, RE, data_dir, tmp_path):
+def test_fly_500_frames_replays_in_a_new_process(cam, RE, catalog, data_dir, tmp_path):
     fast_small(cam, 500)
     (uid,) = RE(bp.fly([cam]))
-    events = RE.recorder.of("event")
-    assert len(events) == 500
-    assert [e["data"]["cam_frame_number"] for e in events] == list(range(1, 501))
-    assert all(e["data"]["cam_lost_before"] == 0 for e in events)
-    assert all(e["filled"] == {"cam_image": False} for e in events)
+    # the profile's RunEngine declares the camera's stream: two documents per key, not
+    # two per frame, and every key read from the file
+    names = [name for name, _ in RE.recorder.docs]
+    assert names.count("stream_datum") == 4 and "event" not in names and "datum" not in names
+    stream = catalog[uid]["cam"]
+    assert list(stream["cam_frame_number"].read()) == list(range(1, 501))
+    assert not stream["cam_lost_before"].read().any()
     # the camera's clock mapped to wall time: one frame period apart (2 ms exposure,
     # 128 rows of readout)
-    times = np.array([e["data"]["cam_frame_time"] for e in events])
-    assert np.diff(times) == pytest.approx(0.002, abs=1e-4)
-    assert [e["timestamps"]["cam_frame_number"] for e in events] == list(times)
+    assert np.diff(stream["cam_frame_time"].read()) == pytest.approx(0.002, abs=1e-4)
     images, info = read_run_in_new_process(data_dir / "catalog", uid, "cam", "cam_image", tmp_path)
     assert images.shape == (500, 1, 128, 256)
     assert [sim.frame_number(frame) for frame in images[:, 0]] == list(range(1, 501))
@@ -118,17 +119,33 @@ def test_dropped_frames_are_counted_and_recorded(cam, RE, catalog):
     fast_small(cam, 60)
     sim.inject_fault("drop", every=10)
     (uid,) = RE(bp.fly([cam]))
-    events = RE.recorder.of("event")
-    numbers = [e["data"]["cam_frame_number"] for e in events]
+    stream = catalog[uid]["cam"]
+    numbers = list(stream["cam_frame_number"].read())
     assert numbers == [n for n in range(1, 61) if n % 10]
-    lost_before = {e["data"]["cam_frame_number"]: e["data"]["cam_lost_before"] for e in events}
+    lost_before = dict(zip(numbers, stream["cam_lost_before"].read(), strict=True))
     assert [n for n, lost in lost_before.items() if lost] == [11, 21, 31, 41, 51]
-    assert cam.dropped_frames.get() == 6  # frame 60 too: the camera's last was lost
-    assert [e["data"]["cam_lost_after"] for e in events] == [0] * 53 + [1]  # ...shown here
+    assert cam.dropped_frames.get() == 6  # frame 60 too: the camera's last was lost ...
     (path,) = frame_files(cam.write_path)
     _, records = file_frames(path)
     assert list(records["lost_frame_numbers"]) == [10, 20, 30, 40, 50, 60]
-    assert list(catalog[uid]["cam"]["cam_lost_before"].read()).count(1) == 5
+    stop = catalog[uid].metadata["stop"]  # ... and the run says so
+    assert "6 lost: frame numbers 10, 20, 30, 40, 50, 60" in stop["reason"]
+
+
+def test_on_a_bare_run_engine_each_frame_is_an_event(cam):
+    """Without the stall guard nobody declares the camera's stream; bluesky then takes
+    the frames as events, each image by a Datum (slower, the same data)."""
+    engine = RunEngine({})
+    docs = []
+    engine.subscribe(lambda name, doc: docs.append((name, doc)))
+    fast_small(cam, 60)
+    sim.inject_fault("drop", every=10)
+    engine(bp.fly([cam]))
+    (page,) = [doc for name, doc in docs if name == "event_page"]
+    assert page["data"]["cam_frame_number"] == [n for n in range(1, 61) if n % 10]
+    assert page["data"]["cam_lost_after"] == [0] * 53 + [1]  # frame 60, after the last
+    assert [name for name, _ in docs].count("datum") == 54
+    assert not cam.acquiring
 
 
 def test_a_frame_lost_inside_a_step_point_is_replaced_by_a_fresh_one(cam, RE, catalog):
@@ -149,16 +166,20 @@ def test_a_frame_lost_inside_a_step_point_is_replaced_by_a_fresh_one(cam, RE, ca
 def test_readout_failure_mid_fly_fails_with_its_own_error(cam, RE, catalog):
     fast_small(cam, 300)
     sim.inject_fault("readout_failure", after_frames=40, times=1)
-    with pytest.raises(CameraAcquisitionError, match="readout failure after frame 40"):
+    with pytest.raises(CameraAcquisitionError, match="readout failure after frame") as failure:
         RE(bp.fly([cam]))
+    # frames pyvcam had queued when the readout failed cannot be read (pvc checks the
+    # camera before handing out a queued frame): how many of the 40 depends on load
+    last = int(re.search(r"after frame (\d+) \((\d+) frames received", str(failure.value))[1])
+    assert 1 <= last <= 40
     stop = RE.recorder.of("stop")[-1]
     assert stop["exit_status"] == "fail" and "readout failure" in stop["reason"]
     assert cam.stalled.get() is False
     (path,) = frame_files(cam.write_path)
     on_disk, _ = file_frames(path)
-    assert on_disk.shape[0] == 40
+    assert [sim.frame_number(f) for f in on_disk] == list(range(1, last + 1))
     uid = RE.recorder.of("start")[-1]["uid"]
-    assert len(catalog[uid]["cam"]["cam_frame_number"].read()) == 40
+    assert list(catalog[uid]["cam"]["cam_frame_number"].read()) == list(range(1, last + 1))
     fast_small(cam, 20)
     (uid,) = RE(bp.fly([cam]))
     assert len(catalog[uid]["cam"]["cam_frame_number"].read()) == 20
@@ -184,7 +205,7 @@ def test_disconnect_mid_fly_fails_clearly_and_the_camera_comes_back(cam, RE, cat
     assert list(catalog[uid]["cam"]["cam_frame_number"].read()) == list(range(1, 11))
 
 
-def test_abort_mid_fly_leaves_a_readable_file_and_a_stopped_camera(cam, RE):
+def test_abort_mid_fly_leaves_a_readable_file_and_a_stopped_camera(cam, RE, catalog):
     fast_small(cam, 0)
 
     def plan():
@@ -206,7 +227,8 @@ def test_abort_mid_fly_leaves_a_readable_file_and_a_stopped_camera(cam, RE):
     on_disk, records = file_frames(path)
     assert on_disk.shape[0] == len(records["frame_number"]) > 0
     # everything written is in the run too (the RunEngine collected it on the way out)
-    assert len(RE.recorder.of("event")) == on_disk.shape[0]
+    uid = RE.recorder.of("stop")[-1]["run_start"]
+    assert len(catalog[uid]["cam"]["cam_frame_number"].read()) == on_disk.shape[0]
     fast_small(cam, 5)
     RE(bp.fly([cam]))
 
@@ -253,11 +275,11 @@ def test_kickoff_while_staged_or_flying_is_refused(cam):
     finally:
         cam.complete().wait(10)
         list(cam.collect_asset_docs())
-        list(cam.collect())
+        list(cam.collect_pages())
 
 
 @pytest.mark.realtime
-def test_a_long_fly_at_the_fast_full_sensor_setting_keeps_memory_flat(cam, RE):
+def test_a_long_fly_at_the_fast_full_sensor_setting_keeps_memory_flat(cam, RE, catalog):
     """2000 frames read out over the full sensor at the 11-bit speed (~94 fps),
     4x4 binned to keep the test's disk use small; resident memory must not
     grow with the number of frames."""
@@ -270,9 +292,8 @@ def test_a_long_fly_at_the_fast_full_sensor_setting_keeps_memory_flat(cam, RE):
     cam.num_frames.set(2000).wait(5)
     RE(bp.fly([cam]))
     after = _resident_mib()
-    assert [e["data"]["cam_frame_number"] for e in RE.recorder.of("event")[-2000:]] == list(
-        range(1, 2001)
-    )
+    uid = RE.recorder.of("stop")[-1]["run_start"]
+    assert list(catalog[uid]["cam"]["cam_frame_number"].read()) == list(range(1, 2001))
     assert after - before < 40, f"resident memory grew {after - before:.0f} MiB"
 
 
@@ -295,7 +316,9 @@ def _resident_mib() -> float:
 
 
 @pytest.mark.realtime
-def test_reading_temperature_and_configuration_while_flying_never_touches_the_camera(cam, RE):
+def test_reading_temperature_and_configuration_while_flying_never_touches_the_camera(
+    cam, RE, catalog
+):
     """A parameter read while frames stream has stopped real cameras (param_poll is
     armed: one such read would stop this one).  Another thread reads the temperature
     and the whole configuration every 50 ms through a 500-frame fly."""
@@ -316,8 +339,8 @@ def test_reading_temperature_and_configuration_while_flying_never_touches_the_ca
     finally:
         done.set()
         reader.join(5)
-    numbers = [e["data"]["cam_frame_number"] for e in RE.recorder.of("event")]
-    assert numbers == list(range(1, 501))
+    uid = RE.recorder.of("stop")[-1]["run_start"]
+    assert list(catalog[uid]["cam"]["cam_frame_number"].read()) == list(range(1, 501))
     assert len(reads) >= 3
     assert sim.param_calls_mid_stream() == calls_before
     temperatures = {t for t, _ in reads}
