@@ -1,4 +1,4 @@
-"""The ``ophyd-pvcam`` command: demo, info, runs, show, probe.
+"""The ``ophyd-pvcam`` command: demo, info, runs, show, probe, check.
 
 Exit codes scripts can rely on: 0 success; 1 an acquisition failed (stall,
 readout failure, disconnect); 2 bad arguments or settings; 3 no usable camera
@@ -361,6 +361,40 @@ def _positive(kind: Callable[[str], float | int]) -> Callable[[str], float | int
     return parse
 
 
+# ---- check --------------------------------------------------------------------------
+
+
+def _check(args) -> int:
+    from . import check
+    from .bench import Bench
+    from .config import setting
+    from .paths import default_catalog_path
+
+    if not args.verbose:  # failures are reported in the check's rows
+        logging.getLogger("ophyd_pvcam").setLevel(logging.CRITICAL)
+    options = check.CheckOptions(
+        stream_frames=args.stream_frames,
+        temperature_wait=args.temperature_wait,
+        temperature_tolerance=args.temperature_tolerance,
+    )
+    if args.keep_data:  # the scans join the beamline's catalog, their frames kept
+        options.catalog = args.catalog or setting("catalog") or default_catalog_path()
+    save = _json_writer(args.json)
+    with Bench(None, _simulated(args), keep_data=args.keep_data, announce=_to_stderr) as bench:
+        result = check.FirstDayCheck(bench, options, say=print, update=save).run()
+    report = result.as_dict()
+    if save is not None:
+        save(report)
+    print(f"\n{result.summary()}")
+    if args.png:
+        print(f"plot     {check.plot(report, Path(args.png))}")
+    if args.json:
+        print(f"json     {args.json}")
+    if not result.passed:
+        raise CliError(f"check failed: {result.first_failure}", EXIT_ACQUISITION)
+    return EXIT_OK
+
+
 # ---- catalog server -------------------------------------------------------------------
 
 
@@ -527,6 +561,44 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--png", help="write the one-page plot here")
     probe.add_argument("--json", help="write the results here (updated as they come)")
     probe.set_defaults(run=_probe)
+
+    check = with_camera(
+        commands.add_parser(
+            "check",
+            help="the first-day acceptance test: identity, rates, streams, triggers, scans, "
+            "temperature; exit 0 if all pass",
+        )
+    )
+    check.add_argument(
+        "--stream-frames",
+        type=_positive(int),
+        default=1000,
+        metavar="N",
+        help="frames streamed per readout mode (default 1000)",
+    )
+    check.add_argument(
+        "--temperature-wait",
+        type=float,
+        default=120.0,
+        metavar="S",
+        help="wait up to S seconds for the setpoint (default 120; then reported)",
+    )
+    check.add_argument(
+        "--temperature-tolerance",
+        type=_positive(float),
+        default=1.0,
+        metavar="DEGC",
+        help="how close to the setpoint counts as there (default 1 degC)",
+    )
+    check.add_argument(
+        "--keep-data",
+        action="store_true",
+        help="record the scans in the catalog and keep their frames (default: a temporary "
+        "catalog, removed)",
+    )
+    check.add_argument("--png", help="write the one-page summary here")
+    check.add_argument("--json", help="write the results here (updated as they come)")
+    check.set_defaults(run=_check)
 
     server = commands.add_parser(
         "catalog-server",
