@@ -295,7 +295,8 @@ def _probe(args) -> int:
     from .bench import Bench
 
     if not args.verbose:  # stalls are what the probe looks for: report them in the tables
-        logging.getLogger("ophyd_pvcam").setLevel(logging.CRITICAL)
+        for name in ("ophyd_pvcam", "bluesky"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     if args.inject_stall is not None and args.camera == "real":
         raise CliError("--inject-stall needs the simulated camera", EXIT_USAGE)
     options = probe.ProbeOptions(
@@ -370,8 +371,9 @@ def _check(args) -> int:
     from .config import setting
     from .paths import default_catalog_path
 
-    if not args.verbose:  # failures are reported in the check's rows
-        logging.getLogger("ophyd_pvcam").setLevel(logging.CRITICAL)
+    if not args.verbose:  # failures are reported in the check's rows, one line each
+        for name in ("ophyd_pvcam", "bluesky"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     options = check.CheckOptions(
         stream_frames=args.stream_frames,
         temperature_wait=args.temperature_wait,
