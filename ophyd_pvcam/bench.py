@@ -154,8 +154,12 @@ class Bench:
         """The camera opened through the SDK (exposures in microseconds); stopped,
         callbacks cleared and closed at the end."""
         with self._exclusive(), self._opened() as handle:
-            if self.sdk.available(handle, PARAM_EXP_RES):
+            try:
                 self.sdk.write(handle, PARAM_EXP_RES, EXP_RES_ONE_MICROSEC)
+            except PvcamError as error:
+                raise CameraUnavailableError(
+                    f"{self.name} offers no microsecond exposure resolution: {error}"
+                ) from None
             yield handle
 
     @contextlib.contextmanager

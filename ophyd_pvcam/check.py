@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from bluesky.utils import RunEngineInterrupted
 
 from . import sim
 from .plans import format_table
@@ -165,7 +166,7 @@ class FirstDayCheck:
         started = time.monotonic()
         try:
             yield
-        except (KeyboardInterrupt, SystemExit):
+        except RunEngineInterrupted:  # Ctrl-C during a scan ends the check, as it should
             raise
         except Exception as error:
             log.debug("check %s failed", name, exc_info=True)
@@ -731,6 +732,8 @@ def _run_plan(engine, plan) -> tuple[str, str | None]:
     try:
         engine(plan, purpose="ophyd-pvcam check")
         failure = None
+    except RunEngineInterrupted:
+        raise
     except Exception as error:  # the plan failed: what it says, and replay the rest
         failure = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
     finally:

@@ -318,7 +318,8 @@ def _probe(args) -> int:
             raise CliError("--inject-stall needs the simulated camera", EXIT_USAGE)
         if args.record:
             options.catalog = _catalog(args)[0]
-        report = probe.Probe(bench, options, say=print, update=save).run()
+        with _interruptible("the probe", args.json):
+            report = probe.Probe(bench, options, say=print, update=save).run()
     if args.png:
         print(f"\nplot     {probe.plot(report, Path(args.png))}")
     if args.json:
@@ -332,6 +333,24 @@ def _simulated(args) -> bool | None:
 
 def _to_stderr(text: str) -> None:
     print(text, file=sys.stderr)
+
+
+class _interruptible:
+    """Ctrl-C during a RunEngine plan ends the command with one line, like elsewhere."""
+
+    def __init__(self, what: str, saved_in: str | None):
+        self.what = what
+        self.saved_in = saved_in
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, error, traceback) -> None:
+        from bluesky.utils import RunEngineInterrupted
+
+        if kind is not None and issubclass(kind, RunEngineInterrupted):
+            saved = f"; what it found so far is in {self.saved_in}" if self.saved_in else ""
+            raise CliError(f"{self.what} was interrupted{saved}", EXIT_ACQUISITION) from None
 
 
 def _json_writer(path: str | None) -> Callable[[dict], None] | None:
@@ -382,7 +401,10 @@ def _check(args) -> int:
     if args.keep_data:  # the scans join the beamline's catalog, their frames kept
         options.catalog = args.catalog or setting("catalog") or default_catalog_path()
     save = _json_writer(args.json)
-    with Bench(None, _simulated(args), keep_data=args.keep_data, announce=_to_stderr) as bench:
+    with (
+        Bench(None, _simulated(args), keep_data=args.keep_data, announce=_to_stderr) as bench,
+        _interruptible("the check", args.json),
+    ):
         result = check.FirstDayCheck(bench, options, say=print, update=save).run()
     report = result.as_dict()
     if save is not None:
