@@ -40,7 +40,6 @@ import numpy as np
 from bluesky.utils import RunEngineInterrupted
 
 from . import sim
-from .plans import format_table
 from .sdk import (
     CIRC_OVERWRITE,
     PARAM_BIT_DEPTH,
@@ -327,8 +326,7 @@ class FirstDayCheck:
             Check(
                 label,
                 "fail" if problems else "pass",
-                f"{camera_fps:.1f} fps (camera clock), {host_fps:.1f} fps arriving, "
-                f"{bit_depth}-bit",
+                f"{camera_fps:.1f} fps (camera clock), {bit_depth}-bit",
                 expected_text,
                 "; ".join(problems),
                 values,
@@ -644,7 +642,7 @@ class FirstDayCheck:
             pause.wait(min(2.0, max(0.0, o.temperature_wait - (time.monotonic() - started))))
             trace.append((round(time.monotonic() - started, 1), float(cam.temperature.get())))
         elapsed, temperature = trace[-1]
-        values = {"setpoint": setpoint, "trace": trace}
+        values = {"setpoint": setpoint, "tolerance": o.temperature_tolerance, "trace": trace}
         expected = f"{setpoint:g} +/- {o.temperature_tolerance:g} degC"
         seconds = round(time.monotonic() - started, 2)
         if math.isnan(temperature):
@@ -661,11 +659,9 @@ class FirstDayCheck:
             )
             return
         if abs(temperature - setpoint) <= o.temperature_tolerance:
-            self._add(
-                Check(
-                    "temperature", "pass", f"{temperature:.2f} degC", expected, "", values, seconds
-                )
-            )
+            waited = f", after waiting {elapsed:.0f} s" if elapsed else ""
+            measured = f"{temperature:.2f} degC (setpoint {setpoint:g} degC{waited})"
+            self._add(Check("temperature", "pass", measured, expected, "", values, seconds))
             return
         if elapsed == 0:
             detail = (
@@ -707,21 +703,14 @@ class FirstDayCheck:
     # ---- text ----------------------------------------------------------------------------------
 
     def summary(self) -> str:
-        table = format_table(
-            [
-                {"result": WORDS[c.status], "check": c.check, "measured": c.measured}
-                for c in self.checks
-            ]
-        )
+        """The conclusion, in one line (the rows were printed as they came)."""
         failed = [c for c in self.checks if not c.passed]
         if failed:
-            end = f"FAILED: {len(failed)} of {len(self.checks)} checks; first: {failed[0].line()}"
-        else:
-            notes = sum(c.status == "warn" for c in self.checks)
-            end = f"PASSED: all {len(self.checks)} checks" + (
-                f" ({notes} reported, see NOTE)" if notes else ""
-            )
-        return f"{table}\n\n{end}"
+            return f"FAILED: {len(failed)} of {len(self.checks)} checks; first: {failed[0].line()}"
+        notes = sum(c.status == "warn" for c in self.checks)
+        return f"PASSED: all {len(self.checks)} checks" + (
+            f" ({notes} NOTE: reported, not failed)" if notes else ""
+        )
 
 
 def _run_plan(engine, plan) -> tuple[str, str | None]:

@@ -172,6 +172,17 @@ def _limit_panel(axes, report) -> None:
             label=f"buffer {buffer}",
         )
         for r, size in zip(group, sizes, strict=True):
+            if not r["stalled"] and i == 0:
+                axes.annotate(
+                    f"all {r['target']} streamed\n({r['target'] * r['frame_bytes'] / (1 << 30):.2f}"
+                    " GiB), no stop",
+                    (size, r["last_frame"]),
+                    textcoords="offset points",
+                    xytext=(0, -26),
+                    ha="center",
+                    fontsize=7,
+                    color="dimgrey",
+                )
             if r["stalled"]:
                 axes.plot([size], [r["last_frame"]], **STALLED)
                 if i == 0:
@@ -300,6 +311,8 @@ def _hypotheses_panel(axes, report) -> None:
     y = 0.97
     for h in hypotheses:
         word, color = words[h["reproduced"]]
+        if h["hypothesis"] == "no-unlock" and h["reproduced"]:
+            word, color = "REPRODUCED\n(as documented)", WARN_COLOR
         axes.text(
             0.0,
             y,
@@ -503,6 +516,14 @@ def _temperature_panel(axes, checks) -> None:
         axes.set_xlim(-10, 10)
         axes.text(0, temps[0], "  one reading: not waited for", fontsize=8, va="bottom")
     axes.axhline(v["setpoint"], color="black", linestyle="--", label=f"setpoint {v['setpoint']:g}")
+    if "tolerance" in v:
+        axes.axhspan(
+            v["setpoint"] - v["tolerance"],
+            v["setpoint"] + v["tolerance"],
+            color="grey",
+            alpha=0.15,
+            label=f"setpoint +/- {v['tolerance']:g} degC: there",
+        )
     axes.set(xlabel="s since the check began waiting", ylabel="degC")
     axes.set_title(f"{title}: {rows[0]['measured']}", fontsize=10, loc="left")
     axes.legend(fontsize=8)
