@@ -1,4 +1,4 @@
-"""The ``ophyd-pvcam`` command: demo, info, runs, show, export, recover, probe.
+"""The ``ophyd-pvcam`` command: demo, info, runs, show, export, recover, probe, check.
 
 Exit codes scripts can rely on: 0 success; 1 an acquisition failed (stall,
 readout failure, disconnect); 2 bad arguments or settings (and ``recover``
@@ -398,51 +398,131 @@ def _recover(args) -> int:
 
 
 def _probe(args) -> int:
-    from bluesky import RunEngine
-    from bluesky.utils import ProgressBarManager
+    from . import probe
+    from .bench import Bench
 
-    from . import probe, sim
-    from .plans import format_table, stall_probe
-    from .stall import StallGuard
-
-    if not args.verbose:  # stalls are what the probe looks for: report them in the table
-        logging.getLogger("ophyd_pvcam").setLevel(logging.CRITICAL)
-    cam = _camera(args)
-    injected = False
-    try:
-        camera_name = cam.camera_name.get()
-        if args.inject_stall is not None:
-            if not cam.simulated.get():
-                raise CliError("--inject-stall needs the simulated camera", EXIT_USAGE)
-            sim.inject_fault("stall", after_frames=args.inject_stall)
-            injected = True
-        RE = RunEngine({}, call_returns_result=True)
-        RE.preprocessors.append(StallGuard())
-        RE.waiting_hook = ProgressBarManager()
+    if not args.verbose:  # stalls are what the probe looks for: report them in the tables
+        for name in ("ophyd_pvcam", "bluesky"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+    if args.inject_stall is not None and args.camera == "real":
+        raise CliError("--inject-stall needs the simulated camera", EXIT_USAGE)
+    options = probe.ProbeOptions(
+        buffers=args.buffers,
+        exposures=args.exposures,
+        ports=args.ports,
+        frames=args.frames,
+        inject_stall=args.inject_stall,
+        fly=args.fly,
+        sdk=args.sdk,
+        stall_timeout=args.stall_timeout,
+        limit_frames=args.limit_frames,
+        limit_bytes=args.limit_bytes,
+    )
+    save = _json_writer(args.json)
+    keep = args.keep_data or args.record  # recorded runs reference their frame files
+    with Bench(None, _simulated(args), keep_data=keep, announce=_to_stderr) as bench:
+        if args.inject_stall is not None and not bench.simulated:
+            raise CliError("--inject-stall needs the simulated camera", EXIT_USAGE)
         if args.record:
-            from bluesky_tiled_plugins import TiledWriter
-
-            RE.subscribe(TiledWriter(_catalog(args)[0]))
-        cam.roi.set((0, 0, 256, 128)).wait(10)
-        print("fly scans through ophyd-pvcam (pyvcam, CIRC_OVERWRITE):")
-        result = RE(stall_probe(cam, args.buffers, args.exposures, args.ports, args.frames))
-        device_rows = result.plan_result
-    finally:
-        if injected:
-            sim.clear_faults()  # the SDK matrix below shows the buffer modes on their own
-        cam.close()
-    sdk_rows = []
-    if args.sdk:
-        print("\nPVCAM buffer strategies (ctypes), as in the stall report:")
-        exposure_ms = max(1, round(args.exposures[0] * 1e3))
-        sdk_rows = probe.buffer_mode_matrix(camera_name, args.buffers, args.frames, exposure_ms)
-        print(format_table([vars(r) for r in sdk_rows]))
+            options.catalog = _catalog(args)[0]
+        with _interruptible("the probe", args.json):
+            report = probe.Probe(bench, options, say=print, update=save).run()
     if args.png:
-        print(f"\nplot     {probe.plot(device_rows, sdk_rows, Path(args.png))}")
+        print(f"\nplot     {probe.plot(report, Path(args.png))}")
     if args.json:
-        document = {"device": device_rows, "sdk": [vars(r) for r in sdk_rows]}
-        Path(args.json).write_text(json.dumps(document, indent=1))
         print(f"json     {args.json}")
+    return EXIT_OK
+
+
+def _simulated(args) -> bool | None:
+    return None if args.camera == "auto" else args.camera == "sim"
+
+
+def _to_stderr(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+class _interruptible:
+    """Ctrl-C during a RunEngine plan ends the command with one line, like elsewhere."""
+
+    def __init__(self, what: str, saved_in: str | None):
+        self.what = what
+        self.saved_in = saved_in
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, error, traceback) -> None:
+        from bluesky.utils import RunEngineInterrupted
+
+        if kind is not None and issubclass(kind, RunEngineInterrupted):
+            saved = f"; what it found so far is in {self.saved_in}" if self.saved_in else ""
+            raise CliError(f"{self.what} was interrupted{saved}", EXIT_ACQUISITION) from None
+
+
+def _json_writer(path: str | None) -> Callable[[dict], None] | None:
+    """Writes a report to ``path`` each time it is called (whole file, replaced at once),
+    so an interrupted command leaves what it found so far."""
+    if not path:
+        return None
+    target = Path(path)
+
+    def save(report: dict) -> None:
+        partial = target.with_name(target.name + ".partial")
+        partial.write_text(json.dumps(report, indent=1, default=str))
+        partial.replace(target)
+
+    return save
+
+
+def _positive(kind: Callable[[str], float | int]) -> Callable[[str], float | int]:
+    def parse(text: str) -> float | int:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{text!r}: give a positive value")
+        return value
+
+    return parse
+
+
+# ---- check --------------------------------------------------------------------------
+
+
+def _check(args) -> int:
+    from . import check
+    from .bench import Bench
+    from .config import setting
+    from .paths import default_catalog_path
+
+    if not args.verbose:  # failures are reported in the check's rows, one line each
+        for name in ("ophyd_pvcam", "bluesky"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+    options = check.CheckOptions(
+        stream_frames=args.stream_frames,
+        temperature_wait=args.temperature_wait,
+        temperature_tolerance=args.temperature_tolerance,
+    )
+    if args.keep_data:  # the scans join the beamline's catalog, their frames kept
+        options.catalog = args.catalog or setting("catalog") or default_catalog_path()
+    save = _json_writer(args.json)
+    with (
+        Bench(None, _simulated(args), keep_data=args.keep_data, announce=_to_stderr) as bench,
+        _interruptible("the check", args.json),
+    ):
+        result = check.FirstDayCheck(bench, options, say=print, update=save).run()
+    report = result.as_dict()
+    if save is not None:
+        save(report)
+    print(f"\n{result.summary()}")
+    if args.png:
+        print(f"plot     {check.plot(report, Path(args.png))}")
+    if args.json:
+        print(f"json     {args.json}")
+    if not result.passed:
+        raise CliError(f"check failed: {result.first_failure}", EXIT_ACQUISITION)
     return EXIT_OK
 
 
@@ -585,7 +665,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     probe = with_camera(
         commands.add_parser(
-            "probe", help="frames delivered before a stall, over buffer sizes, exposures, ports"
+            "probe",
+            help="why do frames stop? fly scans over buffers, exposures, ports, then one "
+            "experiment per reported cause and a verdict",
         )
     )
     probe.add_argument(
@@ -598,25 +680,94 @@ def build_parser() -> argparse.ArgumentParser:
         "--exposures",
         type=_numbers(float),
         default=[0.002],
-        help="exposure times in s (default 0.002)",
+        help="exposure times in s (default 0.002; the experiments use the first)",
     )
     probe.add_argument(
         "--ports", type=lambda t: t.split(","), default=None, help="readout ports (default: all)"
     )
-    probe.add_argument("--frames", type=int, default=150, help="target frames (default 150)")
+    probe.add_argument(
+        "--frames", type=_positive(int), default=150, help="target frames (default 150)"
+    )
+    probe.add_argument(
+        "--limit-frames",
+        type=_positive(int),
+        default=200,
+        metavar="N",
+        help="frame/byte-limit streams pass N frames (default 200) ...",
+    )
+    probe.add_argument(
+        "--limit-bytes",
+        type=_positive(int),
+        default=1 << 30,
+        metavar="BYTES",
+        help="... and BYTES bytes (default 1 GiB, past the ~780 MB reported)",
+    )
+    probe.add_argument(
+        "--stall-timeout",
+        type=_positive(float),
+        metavar="S",
+        help="frames stopped after S seconds without one (default: automatic)",
+    )
     probe.add_argument(
         "--inject-stall",
         type=int,
         metavar="N",
-        help="simulator only: stall every fly scan after N frames",
+        help="simulator only: stall after N frames in the fly scans and limit streams",
     )
     probe.add_argument(
-        "--no-sdk", dest="sdk", action="store_false", help="skip the PVCAM buffer-strategy matrix"
+        "--no-fly", dest="fly", action="store_false", help="skip ophyd-pvcam's fly scans"
     )
-    probe.add_argument("--record", action="store_true", help="record the probe runs in the catalog")
-    probe.add_argument("--png", help="write the plot here")
-    probe.add_argument("--json", help="write the results here")
+    probe.add_argument(
+        "--no-sdk",
+        dest="sdk",
+        action="store_false",
+        help="skip the doctor's SDK experiments (and so the verdict)",
+    )
+    probe.add_argument("--record", action="store_true", help="record the fly scans in the catalog")
+    probe.add_argument(
+        "--keep-data", action="store_true", help="keep the frame files (default: removed)"
+    )
+    probe.add_argument("--png", help="write the one-page plot here")
+    probe.add_argument("--json", help="write the results here (updated as they come)")
     probe.set_defaults(run=_probe)
+
+    check = with_camera(
+        commands.add_parser(
+            "check",
+            help="the first-day acceptance test: identity, rates, streams, triggers, scans, "
+            "temperature; exit 0 if all pass",
+        )
+    )
+    check.add_argument(
+        "--stream-frames",
+        type=_positive(int),
+        default=1000,
+        metavar="N",
+        help="frames streamed per readout mode (default 1000)",
+    )
+    check.add_argument(
+        "--temperature-wait",
+        type=float,
+        default=120.0,
+        metavar="S",
+        help="wait up to S seconds for the setpoint (default 120; then reported)",
+    )
+    check.add_argument(
+        "--temperature-tolerance",
+        type=_positive(float),
+        default=1.0,
+        metavar="DEGC",
+        help="how close to the setpoint counts as there (default 1 degC)",
+    )
+    check.add_argument(
+        "--keep-data",
+        action="store_true",
+        help="record the scans in the catalog and keep their frames (default: a temporary "
+        "catalog, removed)",
+    )
+    check.add_argument("--png", help="write the one-page summary here")
+    check.add_argument("--json", help="write the results here (updated as they come)")
+    check.set_defaults(run=_check)
 
     server = commands.add_parser(
         "catalog-server",

@@ -1,35 +1,46 @@
-"""The stall probe's SDK half: the original investigation's buffer-mode matrix.
+"""``ophyd-pvcam probe``: where and why do frames stop on this camera?
 
-pyvcam only ever streams in CIRC_OVERWRITE, so this drives PVCAM directly
-(:mod:`ophyd_pvcam.sdk`) and reproduces the three strategies the 85-frame
-stall report tried, with a frame callback pacing a consumer loop:
+Two halves, on whatever camera is attached (the simulator or a real one):
 
-- CIRC_OVERWRITE, take the latest frame on each callback;
-- CIRC_NO_OVERWRITE, take the oldest frame and unlock it;
-- CIRC_NO_OVERWRITE, take the latest frame and never unlock.
+1. ophyd-pvcam's own fly scans (pyvcam, CIRC_OVERWRITE) over buffer sizes,
+   exposures and readout ports (:func:`ophyd_pvcam.plans.stall_probe`): does *this*
+   driver see frames stop, and does the stop move with the buffer size?
+2. the stall doctor (:mod:`ophyd_pvcam.doctor`): one controlled experiment per
+   cause other teams reported, driven directly through the SDK, and a verdict.
+   Its ``no-unlock`` experiment is the original investigation's buffer-strategy
+   matrix, with a frame callback pacing a consumer loop:
 
-For each buffer size it counts the frames delivered before frames stopped
-(no callback within the stall timeout) or the target was reached.
+   - CIRC_OVERWRITE, take the latest frame on each callback;
+   - CIRC_NO_OVERWRITE, take the oldest frame and unlock it;
+   - CIRC_NO_OVERWRITE, take the latest frame and never unlock.
+
+The report grows section by section (``update`` sees it after each), so an
+interrupted probe keeps what it found; the camera's settings are restored and
+nothing is left acquiring (:class:`~ophyd_pvcam.bench.Bench`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from . import doctor, sim
+from .plans import fly_table, format_table, stall_probe
 from .sdk import (
     CIRC_NO_OVERWRITE,
     CIRC_OVERWRITE,
     PL_CALLBACK_EOF,
     FrameCounter,
-    PvcamError,
     Region,
     Sdk,
+    quietly,
 )
 
 log = logging.getLogger(__name__)
@@ -43,12 +54,14 @@ class Strategy:
     unlock: bool
 
 
+OVERWRITE = "OVERWRITE + get latest"
+UNLOCK = "NO_OVERWRITE + get oldest + unlock"
+NO_UNLOCK = "NO_OVERWRITE + get latest, no unlock"
 STRATEGIES = (
-    Strategy("OVERWRITE + get latest", CIRC_OVERWRITE, oldest=False, unlock=False),
-    Strategy("NO_OVERWRITE + get oldest + unlock", CIRC_NO_OVERWRITE, oldest=True, unlock=True),
-    Strategy("NO_OVERWRITE + get latest, no unlock", CIRC_NO_OVERWRITE, oldest=False,
-             unlock=False),
-)  # fmt: skip
+    Strategy(OVERWRITE, CIRC_OVERWRITE, oldest=False, unlock=False),
+    Strategy(UNLOCK, CIRC_NO_OVERWRITE, oldest=True, unlock=True),
+    Strategy(NO_UNLOCK, CIRC_NO_OVERWRITE, oldest=False, unlock=False),
+)
 
 
 @dataclass(frozen=True)
@@ -67,19 +80,21 @@ def run_strategy(
     strategy: Strategy,
     buffer_frames: int,
     frames: int,
-    exposure_ms: int = 2,
+    exposure: int = 2,
     region: Region | None = None,
     stall_timeout: float = 1.0,
 ) -> SdkResult:
-    """Stream until ``frames`` frames or a stall; returns what was delivered."""
+    """Stream until ``frames`` frames or a stall; returns what was delivered.
+    ``exposure`` is in the camera's exposure resolution (microseconds on a
+    :class:`~ophyd_pvcam.bench.Bench`)."""
     region = region or Region.of(0, 0, 256, 128)
-    frame_bytes = sdk.setup_cont(handle, region, exposure_ms, strategy.buffer_mode)
-    buffer = np.zeros(frame_bytes * buffer_frames // 2 + 1, dtype=np.uint16)
+    frame_bytes = sdk.setup_cont(handle, region, exposure, strategy.buffer_mode)
+    buffer = np.zeros(frame_bytes * buffer_frames // 2, dtype=np.uint16)
     counter = FrameCounter()
     sdk.on_frame(handle, PL_CALLBACK_EOF, counter)
-    sdk.start_cont(handle, buffer)
     consumed, last = 0, 0
     try:
+        sdk.start_cont(handle, buffer)
         while consumed < frames:
             if not counter.wait_beyond(consumed, stall_timeout):
                 break  # no callback within the timeout: frames stopped
@@ -91,119 +106,319 @@ def run_strategy(
             if strategy.unlock:
                 sdk.unlock_oldest(handle)
     finally:
-        sdk.abort(handle)
-        sdk.clear_callback(handle, PL_CALLBACK_EOF)
+        quietly(sdk.abort, handle)
+        quietly(sdk.clear_callback, handle, PL_CALLBACK_EOF)
     delivered = min(counter.count, frames)
     return SdkResult(strategy.name, buffer_frames, delivered, frames, delivered < frames, last)
 
 
-def buffer_mode_matrix(
-    camera_name: str | None,
-    buffers: Sequence[int],
-    frames: int,
-    exposure_ms: int = 2,
-    stall_timeout: float = 1.0,
-) -> list[SdkResult]:
-    """Every strategy at every buffer size, on one camera opened through the SDK."""
-    sdk = Sdk()
-    initialised = False
-    try:
-        sdk.init()
-        initialised = True
-    except PvcamError as error:
-        if "already initialized" not in str(error).lower():
-            raise
-    try:
-        name = camera_name or sdk.camera_names()[0]
-        handle = sdk.open(name)
+# ---- the probe -------------------------------------------------------------------------------
+
+
+@dataclass
+class ProbeOptions:
+    buffers: Sequence[int] = (8, 16, 32)
+    exposures: Sequence[float] = (0.002,)
+    ports: Sequence[str] | None = None
+    frames: int = 150
+    roi: tuple[int, int, int, int] = (0, 0, 256, 128)
+    inject_stall: int | None = None  # simulator: stall after N frames (fly scans, limits)
+    fly: bool = True  # ophyd-pvcam's fly scans
+    sdk: bool = True  # the doctor's SDK experiments
+    stall_timeout: float | None = None  # None: automatic
+    limit_frames: int = 200  # the frame/byte-limit streams pass this many frames...
+    limit_bytes: int = 1 << 30  # ... and this many bytes
+    catalog: Any = None  # record the fly scans here (None: not recorded)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in asdict(self).items() if k != "catalog"}
+        return {**out, "recorded": self.catalog is not None}
+
+
+@dataclass
+class Probe:
+    """One probe: ``run()`` fills ``report`` section by section."""
+
+    bench: Any  # an entered Bench
+    options: ProbeOptions
+    say: Callable[[str], None] = print
+    update: Callable[[dict], None] | None = None
+    report: dict[str, Any] = field(default_factory=dict)
+
+    def run(self) -> dict[str, Any]:
+        o, started = self.options, time.monotonic()
+        self.report = {
+            "camera": {},
+            "options": o.as_dict(),
+            "injected": None,
+            "device": [],
+            "sdk": [],
+            "experiments": {"limits": [], "param_polling": [], "callback_reregistration": []},
+            "hypotheses": [],
+            "verdict": None,
+            "complete": False,
+        }
+        self._started = started
+        if o.inject_stall is not None:
+            self.report["injected"] = (
+                f"a stall after {o.inject_stall} frames (simulator): in the fly scans and the "
+                "frame/byte-limit streams; the other experiments run on a healthy camera"
+            )
+        with self.bench.device() as cam:
+            self.report["camera"] = camera_identity(cam, self.bench)
+            self.say(describe_camera(self.report["camera"]))
+            if self.report["injected"]:
+                self.say(f"injected {self.report['injected']}")
+            if o.fly:
+                self._fly(cam)
+        if o.sdk:
+            self._doctor()
+        self.report["complete"] = True
+        self._changed()
+        return self.report
+
+    def _changed(self) -> None:
+        self.report["duration_s"] = round(time.monotonic() - self._started, 1)
+        if self.update is not None:
+            self.update(self.report)
+
+    # ---- 1. ophyd-pvcam's fly scans --------------------------------------------------------
+
+    def _fly(self, cam) -> None:
+        from bluesky import RunEngine
+
+        from .stall import StallGuard
+
+        o = self.options
+        ports = o.ports or [p.name for p in cam.capabilities.ports]
+        self.say(
+            f"\n1. ophyd-pvcam fly scans (pyvcam, CIRC_OVERWRITE), {o.frames} frames each, "
+            f"ports {', '.join(ports)}:"
+        )
+        engine = RunEngine({}, call_returns_result=True)
+        engine.preprocessors.append(StallGuard())
+        if o.catalog is not None:
+            from bluesky_tiled_plugins import TiledWriter
+
+            engine.subscribe(TiledWriter(o.catalog))
+        previous = cam.stall_timeout.get()
+        if o.stall_timeout:
+            cam.stall_timeout.put(o.stall_timeout)
+
+        def row_done(row: dict) -> None:
+            self.report["device"].append(row)
+            self._changed()
+
         try:
-            return [
-                run_strategy(
-                    sdk, handle, strategy, buffer, frames, exposure_ms, stall_timeout=stall_timeout
+            with _injected(o.inject_stall):
+                engine(
+                    stall_probe(
+                        cam, o.buffers, o.exposures, ports, o.frames, roi=o.roi, on_row=row_done
+                    )
                 )
-                for strategy in STRATEGIES
-                for buffer in buffers
-            ]
         finally:
-            sdk.close(handle)
+            cam.stall_timeout.put(previous)
+
+    # ---- 2. the doctor ---------------------------------------------------------------------
+
+    def _doctor(self) -> None:
+        o, bench = self.options, self.bench
+        experiments = self.report["experiments"]
+        exposure_us = max(1, round(o.exposures[0] * 1e6))
+        region = Region.of(*o.roi)
+        x, y, width, height = o.roi
+        timeout = o.stall_timeout or 1.0
+        small = f"ROI {width}x{height} at ({x}, {y}), exposure {exposure_us / 1e3:g} ms"
+        with bench.camera() as handle:
+            sdk = bench.sdk
+            self.say(f"\n2. no-unlock: the stall report's buffer strategies (ctypes), {small}:")
+            for strategy in STRATEGIES:
+                for buffer in o.buffers:
+                    result = run_strategy(
+                        sdk, handle, strategy, buffer, o.frames, exposure_us, region, timeout
+                    )
+                    self.report["sdk"].append(asdict(result))
+                    self._changed()
+            self.say(strategy_table(self.report["sdk"]))
+
+            common = dict(
+                buffer_frames=max(o.buffers),
+                frames=o.frames,
+                exposure_us=exposure_us,
+                stall_timeout=timeout,
+            )
+            self.say(
+                f"\n3. param-polling: the same stream without and with a temperature read "
+                f"every {doctor.READ_EVERY} frames from frame {doctor.READ_FROM}, {small}:"
+            )
+            param = doctor.param_polling_runs(sdk, handle, region, **common)
+            experiments["param_polling"] = [r.as_dict() for r in param]
+            self._changed()
+            self.say(run_table(param, reads=True))
+
+            self.say(
+                f"\n4. callback-reregistration: the EOF callback registered once, then "
+                f"twice, {small}:"
+            )
+            callback = doctor.callback_runs(sdk, handle, region, **common)
+            experiments["callback_reregistration"] = [r.as_dict() for r in callback]
+            self._changed()
+            self.say(run_table(callback))
+
+            buffers = doctor.limit_buffers(o.buffers)
+            self.say(
+                f"\n5. byte-limit / frame-limit: full and quarter-height frames, buffers of "
+                f"{buffers[0]} and {buffers[1]}, each past {o.limit_frames} frames and "
+                f"{doctor._mib(o.limit_bytes)} (ctypes, CIRC_OVERWRITE, exposure "
+                f"{exposure_us / 1e3:g} ms):"
+            )
+
+            def limit_done(run: doctor.Run) -> None:
+                experiments["limits"].append(run.as_dict())
+                self._changed()
+
+            with _injected(o.inject_stall):
+                limits = doctor.limit_runs(
+                    sdk,
+                    handle,
+                    bench.sensor,
+                    o.buffers,
+                    exposure_us,
+                    o.limit_frames,
+                    o.limit_bytes,
+                    timeout,
+                    progress=limit_done,
+                )
+            self.say(limit_table(limits))
+
+        rows = [SdkResult(**r) for r in self.report["sdk"]]
+        frame_limit, byte_limit = doctor.judge_limits(limits)
+        found = {
+            "no-unlock": doctor.judge_no_unlock(rows),
+            "param-polling": doctor.judge_param_polling(*param),
+            "callback-reregistration": doctor.judge_callback(*callback),
+            "byte-limit": byte_limit,
+            "frame-limit": frame_limit,
+        }
+        hypotheses = [found[h] for h in doctor.HYPOTHESES]
+        self.report["hypotheses"] = [h.as_dict() for h in hypotheses]
+        result = doctor.verdict(hypotheses, self.report["device"])
+        self.report["verdict"] = result.as_dict()
+        self._changed()
+        self.say("\nHypotheses:")
+        self.say(doctor.hypotheses_table(hypotheses))
+        self.say("")
+        self.say(doctor.wrap_lines(result.lines))
+
+
+@contextlib.contextmanager
+def _injected(after_frames: int | None) -> Iterator[None]:
+    """The simulated camera stalls after ``after_frames`` frames, meanwhile; then only the
+    faults the environment armed remain."""
+    if after_frames is None:
+        yield
+        return
+    sim.inject_fault("stall", after_frames=after_frames)
+    try:
+        yield
     finally:
-        if initialised:
-            sdk.uninit()
+        sim.clear_faults()
+        sim.inject_environment_faults()
 
 
-def plot(device_rows: list[dict[str, Any]], sdk_rows: list[SdkResult], path: Path) -> Path:
-    """Frames delivered against buffer size, one line per strategy / readout setting."""
-    import matplotlib
+def camera_identity(cam, bench) -> dict[str, Any]:
+    caps = cam.capabilities
+    return {
+        "name": caps.name,
+        "model": caps.model,
+        "serial_number": caps.serial_number,
+        "firmware_version": caps.firmware_version,
+        "simulated": bool(caps.simulated),
+        "sensor": [caps.sensor_width, caps.sensor_height],
+        "pixel_size_um": caps.pixel_size_um,
+        "pvcam_version": bench.pvcam_version,
+    }
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5), constrained_layout=True)
-    groups = _group(device_rows, lambda r: f"{r['port']}, {r['exposure_s'] * 1e3:g} ms")
-    for style, (label, rows) in zip(_STYLES, groups, strict=False):
-        rows.sort(key=lambda r: r["buffer_frames"])
-        left.plot(
-            [r["buffer_frames"] for r in rows], [r["delivered"] for r in rows], label=label, **style
-        )
-    if device_rows:
-        left.axhline(device_rows[0]["target"], color="grey", linestyle=":", label="target")
-    left.set(
-        title="ophyd-pvcam fly scans (pyvcam, CIRC_OVERWRITE)",
-        xlabel="circular buffer size (frames)",
-        ylabel="frames delivered before stop",
+def describe_camera(camera: dict[str, Any]) -> str:
+    return (
+        f"camera   {camera['name']}: {camera['model']}"
+        f"{' (simulated)' if camera['simulated'] else ''}, serial {camera['serial_number']}, "
+        f"firmware {camera['firmware_version']}, PVCAM {camera['pvcam_version']}, sensor "
+        f"{camera['sensor'][0]}x{camera['sensor'][1]}"
     )
-    left.legend(fontsize=8)
-    results = [asdict(r) for r in sdk_rows]
-    for style, (label, rows) in zip(
-        _STYLES, _group(results, lambda r: r["strategy"]), strict=False
-    ):
-        rows.sort(key=lambda r: r["buffer_frames"])
-        right.plot(
-            [r["buffer_frames"] for r in rows], [r["delivered"] for r in rows], label=label, **style
-        )
-    if results:
-        right.axhline(results[0]["target"], color="grey", linestyle=":", label="target")
-        buffers = sorted({r["buffer_frames"] for r in results})
-        right.plot(
-            buffers,
-            buffers,
-            color="black",
-            linewidth=0.8,
-            linestyle="--",
-            label="delivered = buffer size",
-        )
-    right.set(
-        title="PVCAM buffer strategies (ctypes, as in the stall report)",
-        xlabel="circular buffer size (frames)",
-        ylabel="frames delivered before stop",
+
+
+def strategy_table(rows: Sequence[dict]) -> str:
+    return format_table(
+        [
+            {
+                "strategy": r["strategy"],
+                "buffer": r["buffer_frames"],
+                "target": r["target"],
+                "delivered": r["delivered"],
+                "outcome": "stalled" if r["stalled"] else "complete",
+            }
+            for r in rows
+        ]
     )
-    right.legend(fontsize=8)
-    for axes in (left, right):
-        axes.set_ylim(bottom=0)
-        axes.grid(alpha=0.3)
-    figure.suptitle("Stall probe: does the stall follow the buffer size?")
-    path = Path(path)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
 
 
-# distinct markers, sizes and dashes, so series that coincide stay visible
-_STYLES = [
-    {"marker": marker, "markersize": size, "linestyle": dash, "linewidth": 1.5}
-    for marker, size, dash in (
-        ("o", 10, "-"),
-        ("s", 7, "--"),
-        ("^", 5, "-."),
-        ("D", 4, ":"),
-        ("v", 4, "-"),
-        ("x", 6, "--"),
+def run_table(runs: Sequence[doctor.Run], reads: bool = False) -> str:
+    return format_table(
+        [
+            {
+                "arm": r.arm,
+                **({"reads": r.reads} if reads else {}),
+                "target": r.target,
+                "delivered": r.delivered,
+                "last frame": r.last_frame,
+                "status at end": r.status or "-",
+                "outcome": r.outcome if not r.error else f"failed: {r.error}",
+            }
+            for r in runs
+        ]
     )
-] * 4
 
 
-def _group(rows, key):
-    groups: dict[str, list] = {}
-    for row in rows:
-        groups.setdefault(key(row), []).append(row)
-    return groups.items()
+def limit_table(runs: Sequence[doctor.Run]) -> str:
+    return format_table(
+        [
+            {
+                "frame": f"{r.width}x{r.height}",
+                "MiB/frame": f"{r.frame_bytes / doctor.MIB:g}",
+                "buffer": r.buffer_frames,
+                "target": r.target,
+                "delivered": r.delivered,
+                "last frame": r.last_frame,
+                "MiB at end": f"{r.stop_bytes / doctor.MIB:.0f}",
+                "outcome": r.outcome if not r.error else f"failed: {r.error}",
+            }
+            for r in runs
+        ]
+    )
+
+
+def text_report(report: dict[str, Any]) -> str:
+    """The whole report as text (what the CLI printed as it went)."""
+    lines = [describe_camera(report["camera"])] if report.get("camera") else []
+    if report.get("injected"):
+        lines.append(f"injected {report['injected']}")
+    if report.get("device"):
+        lines += ["", "ophyd-pvcam fly scans:", fly_table(report["device"])]
+    if report.get("hypotheses"):
+        hypotheses = [doctor.Hypothesis(**h) for h in report["hypotheses"]]
+        lines += ["", "Hypotheses:", doctor.hypotheses_table(hypotheses)]
+    if report.get("verdict"):
+        lines += ["", doctor.wrap_lines(report["verdict"]["text"].splitlines())]
+    return "\n".join(lines)
+
+
+# ---- the picture ------------------------------------------------------------------------------
+
+
+def plot(report: dict[str, Any], path: Path) -> Path:
+    """The one-page picture of a probe (:func:`ophyd_pvcam.figures.probe_figure`)."""
+    from .figures import probe_figure
+
+    return probe_figure(report, Path(path))

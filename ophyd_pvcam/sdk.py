@@ -10,12 +10,17 @@ simulator (whichever ``libpvcam.so.2`` the process loaded), and raises
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import logging
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 rs_bool = ctypes.c_uint16
 int16, uns16 = ctypes.c_int16, ctypes.c_uint16
@@ -27,8 +32,69 @@ CCS_HALT = 1
 PL_CALLBACK_BOF = 0
 PL_CALLBACK_EOF = 1
 ATTR_CURRENT = 0
+ATTR_COUNT = 1
+ATTR_TYPE = 2
+ATTR_ACCESS = 7
 ATTR_AVAIL = 8
+ACC_READ_WRITE = 2
 EXT_TRIG_INTERNAL = 7 << 8
+EXT_TRIG_SOFTWARE_EDGE = (7 + 5) << 8
+PL_SW_TRIG_STATUS_TRIGGERED = 0
+EXP_RES_ONE_MILLISEC = 0
+EXP_RES_ONE_MICROSEC = 1
+
+# Parameter ids as pvcam.h builds them: (class << 16) + (type << 24) + index.
+TYPE_INT16, TYPE_INT32, TYPE_FLT64, TYPE_UNS8, TYPE_UNS16, TYPE_UNS32 = 1, 2, 4, 5, 6, 7
+TYPE_UNS64, TYPE_ENUM, TYPE_BOOLEAN, TYPE_INT8, TYPE_INT64, TYPE_FLT32 = 8, 9, 11, 12, 16, 19
+_VALUE_TYPES = {
+    TYPE_INT16: ctypes.c_int16,
+    TYPE_INT32: ctypes.c_int32,
+    TYPE_FLT64: ctypes.c_double,
+    TYPE_UNS8: ctypes.c_uint8,
+    TYPE_UNS16: ctypes.c_uint16,
+    TYPE_UNS32: ctypes.c_uint32,
+    TYPE_UNS64: ctypes.c_uint64,
+    TYPE_ENUM: ctypes.c_int32,
+    TYPE_BOOLEAN: rs_bool,
+    TYPE_INT8: ctypes.c_int8,
+    TYPE_INT64: ctypes.c_int64,
+    TYPE_FLT32: ctypes.c_float,
+}
+
+
+def _param(cls: int, kind: int, index: int) -> int:
+    return (cls << 16) + (kind << 24) + index
+
+
+PARAM_PAR_SIZE = _param(2, TYPE_UNS16, 57)
+PARAM_SER_SIZE = _param(2, TYPE_UNS16, 58)
+PARAM_READOUT_TIME = _param(2, TYPE_FLT64, 179)  # microseconds, for the last setup
+PARAM_READOUT_PORT = _param(2, TYPE_ENUM, 247)
+PARAM_BIT_DEPTH = _param(2, TYPE_INT16, 511)
+PARAM_GAIN_INDEX = _param(2, TYPE_INT16, 512)
+PARAM_SPDTAB_INDEX = _param(2, TYPE_INT16, 513)
+PARAM_CLEAR_MODE = _param(2, TYPE_ENUM, 523)
+PARAM_TEMP = _param(2, TYPE_INT16, 525)  # hundredths of a degree C
+PARAM_TEMP_SETPOINT = _param(2, TYPE_INT16, 526)
+PARAM_FAN_SPEED_SETPOINT = _param(2, TYPE_ENUM, 710)
+PARAM_EXP_RES = _param(3, TYPE_ENUM, 2)
+# What a diagnostic may change, in the order to put it back (a port resets speed and gain).
+SETTINGS_PARAMS = (
+    PARAM_READOUT_PORT,
+    PARAM_SPDTAB_INDEX,
+    PARAM_GAIN_INDEX,
+    PARAM_EXP_RES,
+    PARAM_CLEAR_MODE,
+    PARAM_TEMP_SETPOINT,
+    PARAM_FAN_SPEED_SETPOINT,
+)
+
+
+def value_type(param_id: int) -> type:
+    """The C type of a parameter's value, from the type bits of its id."""
+    return _VALUE_TYPES[(param_id >> 24) & 0xFF]
+
+
 STATUS_NAMES = {
     0: "READOUT_NOT_ACTIVE",
     1: "EXPOSURE_IN_PROGRESS",
@@ -101,6 +167,9 @@ _SIGNATURES = {
     "pl_cam_register_callback_ex3": [int16, int32, ctypes.c_void_p, ctypes.c_void_p],
     "pl_cam_deregister_callback": [int16, int32],
     "pl_get_param": [int16, uns32, int16, ctypes.c_void_p],
+    "pl_set_param": [int16, uns32, ctypes.c_void_p],
+    "pl_pvcam_get_ver": [ctypes.POINTER(uns16)],
+    "pl_exp_trigger": [int16, ctypes.POINTER(uns32), uns32],
     "pl_exp_setup_cont": [
         int16,
         uns16,
@@ -143,7 +212,9 @@ class Sdk:
             function = getattr(self._lib, name)
             function.argtypes = argtypes
             function.restype = int16 if name == "pl_error_code" else rs_bool
-        self._callbacks: dict[tuple[int, int], object] = {}
+        # every callback handed to PVCAM stays alive until deregistered (a second
+        # registration must not free the first: PVCAM may still call it)
+        self._callbacks: dict[tuple[int, int], list] = {}
 
     def _call(self, name: str, *args) -> None:
         if not getattr(self._lib, name)(*args):
@@ -157,6 +228,13 @@ class Sdk:
 
     def uninit(self) -> None:
         self._call("pl_pvcam_uninit")
+
+    def version(self) -> str:
+        """PVCAM's version, "major.minor.build" as pvcam.h packs it into 16 bits."""
+        value = uns16()
+        self._call("pl_pvcam_get_ver", ctypes.byref(value))
+        v = value.value
+        return f"{v >> 8}.{(v >> 4) & 0xF}.{v & 0xF}"
 
     def camera_names(self) -> list[str]:
         total = int16()
@@ -183,7 +261,7 @@ class Sdk:
             callback(info.contents)
 
         c_callback = FrameCallback(trampoline)
-        self._callbacks[(handle, event)] = c_callback  # keep it alive
+        self._callbacks.setdefault((handle, event), []).append(c_callback)  # keep it alive
         self._call(
             "pl_cam_register_callback_ex3",
             handle,
@@ -195,6 +273,10 @@ class Sdk:
     def clear_callback(self, handle: int, event: int) -> None:
         self._call("pl_cam_deregister_callback", handle, event)
         self._callbacks.pop((handle, event), None)
+
+    def registered(self, handle: int, event: int) -> int:
+        """How many callbacks this binding registered for ``event`` and not cleared."""
+        return len(self._callbacks.get((handle, event), ()))
 
     def get_param(
         self,
@@ -208,6 +290,27 @@ class Sdk:
         value = ctype()
         self._call("pl_get_param", handle, param_id, attribute, ctypes.byref(value))
         return value.value
+
+    def read(self, handle: int, param_id: int, attribute: int = ATTR_CURRENT) -> int | float:
+        """A parameter's value (or attribute), in the C type its id names.
+
+        A parameter call: never while frames stream (real cameras have stopped
+        delivering frames when their parameters were read mid-stream)."""
+        if attribute in (ATTR_AVAIL, ATTR_TYPE, ATTR_ACCESS):
+            ctype = rs_bool if attribute == ATTR_AVAIL else uns16
+        elif attribute == ATTR_COUNT:
+            ctype = uns32
+        else:
+            ctype = value_type(param_id)
+        return self.get_param(handle, param_id, attribute, ctype)
+
+    def available(self, handle: int, param_id: int) -> bool:
+        return bool(self.read(handle, param_id, ATTR_AVAIL))
+
+    def write(self, handle: int, param_id: int, value: int | float) -> None:
+        """``pl_set_param`` with the value in the parameter's C type."""
+        c_value = value_type(param_id)(value)
+        self._call("pl_set_param", handle, param_id, ctypes.byref(c_value))
 
     def setup_cont(
         self,
@@ -268,6 +371,12 @@ class Sdk:
     def unlock_oldest(self, handle: int) -> None:
         self._call("pl_exp_unlock_oldest_frame", handle)
 
+    def trigger(self, handle: int) -> bool:
+        """One software trigger; False if the camera ignored it (still exposing)."""
+        flags = uns32()
+        self._call("pl_exp_trigger", handle, ctypes.byref(flags), 0)
+        return flags.value == PL_SW_TRIG_STATUS_TRIGGERED
+
     def abort(self, handle: int) -> None:
         self._call("pl_exp_abort", handle, CCS_HALT)
 
@@ -290,3 +399,130 @@ class FrameCounter:
         """Wait until more than ``count`` callbacks arrived; False on timeout."""
         with self._condition:
             return self._condition.wait_for(lambda: self.count > count, timeout)
+
+
+@dataclass
+class FrameRecord:
+    """One EOF callback: the camera's frame number and clock (s), and when it came (host)."""
+
+    number: int
+    bof: float
+    eof: float
+    arrived: float  # time.monotonic() in the callback
+
+
+class FrameLog:
+    """Records every EOF callback and lets a thread wait for new frames.
+
+    ``count`` is the number of *distinct* frame numbers seen: a callback
+    registered twice may be called twice per frame."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self.records: list[FrameRecord] = []
+        self._seen: set[int] = set()
+        self.count = 0
+        self.calls = 0
+
+    def __call__(self, info: FrameInfo) -> None:
+        record = FrameRecord(
+            info.FrameNr, info.TimeStampBOF * 1e-4, info.TimeStamp * 1e-4, time.monotonic()
+        )
+        with self._condition:
+            self.calls += 1
+            if record.number not in self._seen:
+                self._seen.add(record.number)
+                self.records.append(record)
+                self.count = len(self.records)
+            self._condition.notify_all()
+
+    def wait_beyond(self, count: int, timeout: float) -> bool:
+        """Wait until more than ``count`` distinct frames came; False on timeout."""
+        with self._condition:
+            return self._condition.wait_for(lambda: self.count > count, timeout)
+
+    @property
+    def last_number(self) -> int:
+        with self._condition:
+            return max(self._seen, default=0)
+
+    @property
+    def lost(self) -> int:
+        """Frames missing from the numbers seen (gaps up to the highest)."""
+        with self._condition:
+            return max(self._seen, default=0) - len(self._seen)
+
+
+@dataclass
+class Library:
+    """PVCAM held initialised for a while: initialised here if nobody had, and then
+    uninitialised at the end (pyvcam, finding it initialised, leaves it be)."""
+
+    sdk: Sdk
+    ours: bool = field(default=False, init=False)
+
+    def __enter__(self) -> Library:
+        try:
+            self.sdk.init()
+            self.ours = True
+        except PvcamError as error:
+            if "already initialized" not in str(error).lower():
+                raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.ours:
+            quietly(self.sdk.uninit)
+
+
+@contextlib.contextmanager
+def opened(sdk: Sdk, name: str) -> Iterator[int]:
+    """A camera opened through the SDK; whatever happens, stopped and closed after."""
+    handle = sdk.open(name)
+    try:
+        yield handle
+    finally:
+        release(sdk, handle)
+
+
+def release(sdk: Sdk, handle: int) -> None:
+    """Stop any acquisition, clear the callbacks this binding registered, close."""
+    quietly(sdk.abort, handle)
+    for event in (PL_CALLBACK_BOF, PL_CALLBACK_EOF):
+        if sdk.registered(handle, event):
+            quietly(sdk.clear_callback, handle, event)
+    quietly(sdk.close, handle)
+
+
+def snapshot(sdk: Sdk, handle: int, params: Iterable[int] = SETTINGS_PARAMS) -> dict[int, int]:
+    """The current values of the writable ``params`` the camera has (idle only)."""
+    saved = {}
+    for param_id in params:
+        try:
+            if sdk.available(handle, param_id) and (
+                sdk.read(handle, param_id, ATTR_ACCESS) == ACC_READ_WRITE
+            ):
+                saved[param_id] = sdk.read(handle, param_id)
+        except PvcamError as error:
+            log.info("parameter 0x%x not saved: %s", param_id, error)
+    return saved
+
+
+def restore(sdk: Sdk, handle: int, saved: dict[int, int]) -> list[str]:
+    """Put back what :func:`snapshot` saved (idle only); returns what could not be."""
+    failures = []
+    for param_id, value in saved.items():
+        try:
+            if sdk.read(handle, param_id) != value:
+                sdk.write(handle, param_id, value)
+        except PvcamError as error:
+            failures.append(f"parameter 0x{param_id:x}: {error}")
+    return failures
+
+
+def quietly(call: Callable, *args) -> None:
+    """A clean-up call that must not hide the error being handled: failures are logged."""
+    try:
+        call(*args)
+    except PvcamError as error:
+        log.debug("%s%r: %s", getattr(call, "__name__", call), args, error)
