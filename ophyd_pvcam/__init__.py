@@ -2,6 +2,8 @@
 
 import logging
 
+import hdf5plugin  # noqa: F401  (frames are bitshuffle/LZ4: any reader here decodes them)
+
 from . import sim
 
 if sim.requested_by_environment():

@@ -62,6 +62,7 @@ class SessionContext:
     frames_per_point: int
     buffer_frames: int
     attributes: dict[str, Any]
+    compression: str  # of the frames in the file: "none" or "bslz4"
     stall_timeout: Callable[[], float]  # the timeout in force now
     diagnose: Callable[[Session, float], str]  # a stall's diagnosis
     report: Callable[[Session], None]  # the device's status signals follow the session
@@ -86,6 +87,7 @@ class Session:
         self.unreferenced = 0  # rows moved out of the run's dataset at close
         self._monitor_token: int | None = None
         self._last_progress = 0.0
+        self._loss_times: dict[str, tuple[float, float]] = {}  # reason -> first, last
         self.resource_path = frame_file_path(ctx.root, ctx.name, self.kind, ctx.run and ctx.run.uid)
         self.path = ctx.root / self.resource_path
         rows, columns = ctx.setup.image_shape
@@ -96,7 +98,7 @@ class Session:
             "run_uid": (ctx.run and ctx.run.uid) or "",
             "camera_settings": ctx.attributes,
         }
-        self.file = FrameFile(self.path, ctx.setup.image_shape, attributes)
+        self.file = FrameFile(self.path, ctx.setup.image_shape, attributes, ctx.compression)
         self.docs = self._documents()
         self.writer = FrameWriter(
             self.file, ctx.frames, self._written, self._row_written, name=ctx.name
@@ -147,7 +149,15 @@ class Session:
         elif slot is not None:
             self.ctx.frames.release(slot)
         if lost is not None:
-            log.warning("%s: frame %d lost: %s", self.name, info.number, lost)
+            self._note_loss(lost, info.number, now)
+
+    def _note_loss(self, reason: str, number: int, now: float) -> None:
+        """The first loss of each kind goes to the log at once; the rest to the summary."""
+        first, _ = self._loss_times.get(reason, (now, now))
+        if reason not in self._loss_times:
+            log.warning("%s: frame %d lost: %s (more are summed up at the end)",
+                        self.name, number, reason)  # fmt: skip
+        self._loss_times[reason] = (first, now)
 
     def ended(self, error: BaseException | None, readings: Readings | None) -> None:
         """The acquisition stopped (the camera is stopped): say why, then let the
@@ -329,6 +339,12 @@ class Session:
         line = f"{self.name}: {self.kind} scan, {self.file.rows} frames written to {self.path}"
         if lost.total:
             reasons = "; ".join(f"{n} {why}" for why, n in lost.by_reason.items())
+            if MEMORY in self._loss_times:
+                first, last = self._loss_times[MEMORY]
+                reasons += (
+                    f"; the memory buffer ({self.ctx.frames.capacity} frames) was full on and "
+                    f"off for {last - first:.1f} s"
+                )
             line += (
                 f", {lost.total} lost: frame numbers {lost.numbers()} ({reasons}); "
                 "listed in the file's lost_frame_numbers"

@@ -588,7 +588,8 @@ class FirstDayCheck:
             images = stream["cam_image"].read()
             numbers = [int(n) for n in stream["cam_frame_number"].read()]
             lost = int(np.sum(stream["cam_lost_before"].read()))
-            lost += int(np.sum(stream["cam_lost_after"].read()))
+            if "cam_lost_after" in stream:  # a stream of events (not declared) has it
+                lost += int(np.sum(stream["cam_lost_after"].read()))
         except KeyError:  # not one frame was collected
             images, numbers, lost = np.zeros((0, 1, size, size), np.uint16), [], 0
         exit_status = run.metadata["stop"]["exit_status"]

@@ -144,6 +144,7 @@ class CameraController:
                 "mode": kind,
                 **vars(settings),
             },
+            compression=settings.compression,
             stall_timeout=lambda: self.stall_timeout_s,
             diagnose=lambda session, silent: self._diagnose(session, silent, settings),
             report=self._session_changed,

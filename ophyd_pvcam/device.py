@@ -82,6 +82,9 @@ class PrimeBSI(Device):
     memory_buffer = Cpt(
         SettingSignal, value=1024, kind="config", doc="MiB of frames waiting for the disk"
     )
+    compression = Cpt(
+        SettingSignal, value="bslz4", kind="config", doc='"bslz4" (bitshuffle + LZ4) or "none"'
+    )
     # what the camera reports (read while it is idle; see CameraController.readings)
     temperature = Cpt(LiveSignal, value=math.nan, kind="config", doc="degC")
     readout_time = Cpt(LiveSignal, value=0.0, kind="config", doc="seconds")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .backend import CameraSetup, Capabilities
+from .compression import CHOICES as COMPRESSIONS
 
 MAX_SEQUENCE_FRAMES = 65535  # PVCAM counts sequence exposures in 16 bits
 MAX_BUFFER_BYTES = 2**32 - 1  # PVCAM's circular buffer is addressed with 32 bits
@@ -43,6 +44,7 @@ class Settings:
     fan_speed: str
     stall_timeout: float  # s; 0: automatic
     memory_buffer: int  # MiB of frames between the camera and the disk
+    compression: str  # of the frames in the file: "none" or "bslz4"
 
     @property
     def image_shape(self) -> tuple[int, int]:
@@ -240,6 +242,15 @@ class SettingsChecker:
             return 0.0
         return _number("stall_timeout", value, 0, MAX_STALL_TIMEOUT_S, "s (0: automatic)")
 
+    def compression(self, value) -> str:
+        if value not in COMPRESSIONS:
+            raise ValueError(
+                f"compression={value!r} is not offered; choose one of "
+                + ", ".join(repr(choice) for choice in COMPRESSIONS)
+                + " (bitshuffle + LZ4, HDF5 filter 32008)"
+            )
+        return value
+
     def memory_buffer(self, value, frame_bytes: int = 0) -> int:
         """MiB of memory for frames waiting for the disk: at most half the memory
         available now, so the machine never swaps for it."""
@@ -271,6 +282,7 @@ class SettingsChecker:
         self.fan_speed(s.fan_speed)
         self.stall_timeout(s.stall_timeout)
         self.memory_buffer(s.memory_buffer, s.frame_bytes)
+        self.compression(s.compression)
 
 
 def available_memory_mib() -> int:

@@ -31,6 +31,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from .compression import Bslz4, dataset_options
 from .errors import DiskError
 from .memory import FrameQueue
 
@@ -104,9 +105,17 @@ class FrameFile:
     Used from one thread at a time (the writer's); not thread-safe by itself.
     """
 
-    def __init__(self, path: Path, shape: tuple[int, int], attributes: dict[str, Any]):
+    def __init__(
+        self,
+        path: Path,
+        shape: tuple[int, int],
+        attributes: dict[str, Any],
+        compression: str = "none",
+    ):
         self.path = path
         self.shape = tuple(int(n) for n in shape)
+        self.compression = compression
+        self._codec = Bslz4(self.shape) if compression == "bslz4" else None
         self._records = {name: np.zeros(GROW_FRAMES, dtype) for name, dtype in RECORDS.items()}
         self.rows = 0  # rows written (the highest written + 1)
         self._flushed = 0  # records on disk up to here
@@ -121,6 +130,7 @@ class FrameFile:
                 maxshape=(None, h, w),
                 chunks=(1, h, w),
                 dtype=np.uint16,
+                **dataset_options(compression),
             )
             records = f.require_group(ATTRIBUTES)
             for name, dtype in (*RECORDS.items(), (LOST_NUMBERS, np.int64)):
@@ -148,7 +158,9 @@ class FrameFile:
         data = self._data
         if row.row >= data.shape[0]:  # resizing per frame would cost more than the frame
             data.resize(row.row + GROW_FRAMES, axis=0)
-        data.id.write_direct_chunk((row.row, 0, 0), np.ascontiguousarray(pixels, np.uint16))
+        pixels = np.ascontiguousarray(pixels, np.uint16)
+        chunk = pixels if self._codec is None else self._codec.chunk(pixels)
+        data.id.write_direct_chunk((row.row, 0, 0), chunk)
         if row.row >= len(self._records["frame_number"]):
             for name, values in self._records.items():
                 self._records[name] = np.resize(values, 2 * (row.row + 1))
@@ -205,7 +217,11 @@ class FrameFile:
         h, w = self.shape
         extra = self._data[keep : self.rows]
         self._file.create_dataset(
-            UNREFERENCED_PATH, data=extra, chunks=(1, h, w), maxshape=(None, h, w)
+            UNREFERENCED_PATH,
+            data=extra,
+            chunks=(1, h, w),
+            maxshape=(None, h, w),
+            **dataset_options(self.compression),
         )
         numbers = self._records["frame_number"][keep : self.rows]
         self._file[ATTRIBUTES].create_dataset("unreferenced_frame_numbers", data=numbers)

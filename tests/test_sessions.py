@@ -313,3 +313,58 @@ def test_a_live_view_streams_the_newest_frame_and_writes_nothing(cam, fake):
     assert list(cam.write_path.rglob("*")) == []
     cam.exposure_time.put(0.002)  # settings change once it has stopped
     assert cam.snap().shape == (8, 16)
+
+
+def test_frames_are_lost_to_memory_only_when_it_is_full_and_counted_so(tmp_path, monkeypatch):
+    """The writer is held up (a disk that stalls); the memory queue -- 16 MiB, eight 2 MiB
+    frames -- fills, and only then are frames lost, each counted with its reason."""
+    import dataclasses
+
+    from ophyd_pvcam.testing import FAKE_CAPABILITIES
+
+    big = dataclasses.replace(FAKE_CAPABILITIES, sensor_width=1024, sensor_height=1024)
+    fake = FakeBackend(period_s=0.002, capabilities=big)
+    disk = threading.Event()
+    write = FrameFile.write
+
+    def stalled_disk(self, row, pixels):
+        disk.wait(DEADLINE)
+        write(self, row, pixels)
+
+    monkeypatch.setattr(FrameFile, "write", stalled_disk)
+    cam = PrimeBSI("cam", backend=lambda: fake, write_path=tmp_path)
+    try:
+        cam.roi.put((0, 0, 1024, 1024))
+        cam.memory_buffer.put(16)
+        cam.compression.put("none")
+        cam.num_frames.put(40)
+        cam.kickoff().wait(DEADLINE)
+        complete = cam.complete()
+        while fake.frames_made < 40 and not complete.done:
+            threading.Event().wait(0.01)
+        disk.set()
+        complete.wait(DEADLINE)
+        written = collect(cam)
+        lost = cam.dropped_frames.get()
+        assert lost > 0 and len(written) + lost == 40
+        assert 8 <= len(written) < 40  # the memory held frames while the disk stalled
+        summary = cam.loss_summary()
+        assert "the memory buffer was full" in summary and "frames) was full on and off" in summary
+    finally:
+        cam.close()
+
+
+def test_compressed_frames_read_back_pixel_identical(cam):
+    cam.compression.put("bslz4")
+    fly(cam, 20)
+    path = only_file(cam)
+    with h5py.File(path, "r") as f:
+        dataset = f["/entry/data/data"]
+        assert "32008" in dataset._filters  # bitshuffle/LZ4, the HDF5 filter
+        assert [fake_frame_number(frame) for frame in dataset[()]] == list(range(1, 21))
+
+
+@pytest.mark.parametrize("value", ["zip", "", None, 1])
+def test_an_unknown_compression_is_refused_naming_the_choices(cam, value):
+    with pytest.raises(ValueError, match=r"compression=.* choose one of 'none', 'bslz4'"):
+        cam.compression.set(value)
