@@ -74,7 +74,8 @@ def frame_files(run: Any) -> dict[str, list[Path]]:
     found = {}
     for stream, node in _streams(run).items():
         for key, spec in (node.metadata.get("data_keys") or {}).items():
-            if spec.get("external") is not None and key in node:
+            is_image = len(spec.get("shape") or ()) >= 2
+            if spec.get("external") is not None and is_image and key in node:
                 files = image_files(node[key])
                 if files:
                     found[f"{stream}/{key}"] = files
@@ -114,14 +115,20 @@ def documents(run: Any, *, spec: str = SPEC, validate: bool = True) -> Iterator[
     pending: list[tuple[float, int, str, dict]] = []
     for stream, node in _streams(run).items():
         descriptors = build_descriptor_docs(dict(node.metadata), stream, run_start_uid=uid)
+        data_keys = descriptors[0]["data_keys"]
+        external = [k for k, v in data_keys.items() if v.get("external") is not None]
+        # images become datums; values a declared stream read from the file (a fly scan's
+        # frame numbers and times) are plain event data in the classic documents
+        images = [k for k in external if len(data_keys[k].get("shape") or ()) >= 2]
+        values = {k: node[k].read() for k in external if k not in images and k in node}
         for descriptor in descriptors:
+            for key in values:
+                descriptor["data_keys"][key].pop("external", None)
             yield checked("descriptor", descriptor)
         table = node["internal"].read() if "internal" in node else None
         rows = [] if table is None else table.to_dict(orient="records")
-        data_keys = descriptors[0]["data_keys"]
-        external = [k for k, v in data_keys.items() if v.get("external") is not None]
         datums: dict[str, list[str]] = {}
-        for key in external:
+        for key in images:
             if key not in node:
                 continue
             per_point = int(data_keys[key]["shape"][0]) if data_keys[key].get("shape") else 1
@@ -152,7 +159,10 @@ def documents(run: Any, *, spec: str = SPEC, validate: bool = True) -> Iterator[
                     ids.append(datum_id)
             datums[key] = ids
         times = [d["time"] for d in descriptors]
-        count = max([len(rows), *(len(v) for v in datums.values())], default=0)
+        count = max(
+            [len(rows), *(len(v) for v in datums.values()), *(len(v) for v in values.values())],
+            default=0,
+        )
         for index in range(count):
             row = rows[index] if index < len(rows) else {}
             seq_num = int(row.get("seq_num", index + 1))
@@ -166,6 +176,9 @@ def documents(run: Any, *, spec: str = SPEC, validate: bool = True) -> Iterator[
                 if key in datums and index < len(datums[key]):
                     data[key] = datums[key][index]
                     stamps[key] = float(row.get(f"ts_{key}", when))
+                elif key in values and index < len(values[key]):
+                    data[key] = _plain(values[key][index])
+                    stamps[key] = when
                 elif key in row:
                     data[key] = _plain(row[key])
                     stamps[key] = float(row.get(f"ts_{key}", when))

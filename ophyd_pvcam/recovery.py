@@ -475,6 +475,10 @@ class _Completion:
             self.notes.append(f"{file.path.name} holds no complete point")
             return
         descriptor = self._descriptor(stream, file)
+        image = descriptor["data_keys"].get(f"{file.device}_image", {})
+        if image.get("external") == "STREAM:":  # a declared stream: it reads the file itself
+            self._stream_rows(file, descriptor)
+            return
         resource = self._resource(file, points)
         previous = 0
         for point in range(points):
@@ -486,6 +490,47 @@ class _Completion:
                 f"{file.recorded - points * fpp} frames of an unfinished point in "
                 f"{file.path.name} left out"
             )
+
+    def _stream_rows(self, file: FrameFile, descriptor: dict) -> None:
+        """A declared fly stream that got no rows before the process died: a
+        StreamResource per key and one StreamDatum each for every recorded row (the
+        image dataset was never trimmed, so it is read up to those rows)."""
+        from event_model import compose_stream_resource
+
+        from .fly import stream_datasets
+
+        stream = descriptor["name"]
+        if stream in self.streams and f"{file.device}_image" in self.streams[stream]:
+            # rows already handed over: a StreamResource bluesky gave cannot be extended
+            # from another process, so the frames after them stay in the file only
+            self.notes.append(
+                f"stream {stream!r} already references frames of {file.path.name}; the "
+                "frames recorded after its last collect stay in the file only"
+            )
+            return
+        rows = file.recorded
+        uri = f"file://localhost{file.path.absolute().as_posix()}"
+        for key, dataset in stream_datasets(file.device).items():
+            if key not in descriptor["data_keys"]:
+                continue
+            parameters: dict[str, Any] = {"dataset": dataset}
+            if key == f"{file.device}_image":
+                parameters |= {"spec": "AD_HDF5", "multiplier": 1}
+                if file.rows > rows:
+                    parameters["slice"] = f"0:{rows}"
+            bundle = compose_stream_resource(
+                mimetype="application/x-hdf5", uri=uri, data_key=key, parameters=parameters
+            )
+            resource = dict(bundle.stream_resource_doc, run_start=self.uid)
+            datum = bundle.compose_stream_datum(indices={"start": 0, "stop": rows}, validate=False)
+            datum["descriptor"] = descriptor["uid"]
+            datum["seq_nums"] = {"start": 1, "stop": rows + 1}
+            self.documents += [("stream_resource", resource), ("stream_datum", datum)]
+        self.seq[stream] = rows
+        self.frames += rows
+        self.used.append(file.path)
+        if file.recorded:
+            self.last_time = max(self.last_time, float(np.nanmax(file.times)))
 
     def _stream_for(self, file: FrameFile) -> str:
         if file.kind == "fly":
