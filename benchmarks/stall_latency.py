@@ -100,11 +100,24 @@ def one_stall(camera: Any, kind: str) -> dict[str, Any]:
     if error is not None and not isinstance(error, _stall_error()):
         found["message"] = str(error)[:300]
     found["idle_after_failure_s"] = idle_after
+    if watcher.last is None:  # a declared stream has no events: the file's last frame
+        watcher.last = _last_frame_time(camera)
     if watcher.last is not None:
         found["latency_s"] = failed_at - watcher.last - STALL_TIMEOUT_S
         if watcher.stop_time is not None:
             found["stop_doc_latency_s"] = watcher.stop_time - watcher.last - STALL_TIMEOUT_S
     return found
+
+
+def _last_frame_time(camera: Any) -> float | None:
+    import h5py
+
+    path = camera.last_file
+    if path is None:
+        return None
+    with h5py.File(path, "r") as f:
+        times = f["/entry/instrument/NDAttributes/frame_time"][()]
+    return float(times[-1]) if len(times) else None
 
 
 def _stall_error() -> type:

@@ -188,15 +188,22 @@ def _timed_fly(camera: Any, marks: dict[str, float]):
 
 
 class EventTally:
-    """A light subscriber: counts events and frames reported lost, nothing kept."""
+    """A light subscriber: counts the frames handed to the run (a declared stream's
+    StreamDatum rows, or events) and frames reported lost in events; nothing kept."""
 
     def __init__(self, name: str):
         self.key = f"{name}_lost_before"
+        self.image = f"{name}_image"
+        self._image_resources: set[str] = set()
         self.events = 0
         self.lost_before = 0
 
     def __call__(self, name: str, doc: dict) -> None:
-        if name == "event_page":
+        if name == "stream_resource" and doc["data_key"] == self.image:
+            self._image_resources.add(doc["uid"])
+        elif name == "stream_datum" and doc["stream_resource"] in self._image_resources:
+            self.events += doc["indices"]["stop"] - doc["indices"]["start"]
+        elif name == "event_page":
             self.events += len(doc["seq_num"])
             self.lost_before += int(np.sum(doc["data"][self.key]))
         elif name == "event":

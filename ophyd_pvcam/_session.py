@@ -145,7 +145,10 @@ class Session:
                 ledger.times[placed.row],
                 ledger.lost_before[placed.row],
             )
-            self._placed(placed, self.writer.submit(slot, row))
+            flush = self._completes_a_point(placed)
+            # the writer may be done with it at once: everything about it is known first
+            self._placed(placed, self.writer.submitted + 1)
+            self.writer.submit(slot, row, flush)
         elif slot is not None:
             self.ctx.frames.release(slot)
         if lost is not None:
@@ -169,6 +172,10 @@ class Session:
         self._stream_ended(error)
 
     # ---- to be provided by step and fly sessions -----------------------------------
+
+    def _completes_a_point(self, placement: Placement) -> bool:
+        """This frame is the last a pending request needs (flush it at once)."""
+        return False
 
     def _placed(self, placement: Placement, sequence: int) -> None:
         """A frame was queued for writing as the ``sequence``-th (owner thread)."""

@@ -246,6 +246,12 @@ class PrimeBSI(Device):
             self.max.update(point["max"])
             self.frame_number.update(point["frame_number"])
 
+    @property
+    def last_file(self) -> Path | None:
+        """The frame file of the latest acquisition (its rows are what the run holds)."""
+        session = self._controller.last
+        return None if session is None else session.path
+
     def loss_summary(self) -> str | None:
         """The latest acquisition's one-line summary if it lost frames, else None."""
         session = self._controller.last

@@ -141,14 +141,17 @@ class StepSession(Session):
         request = self.ledger.request
         return self.mode is Mode.SEQUENCE and request is not None and request.fulfilled
 
+    def _completes_a_point(self, placement: Placement) -> bool:
+        request = self.ledger.request
+        return request is not None and request.fulfilled and request.point == placement.point
+
     def _placed(self, placement: Placement, sequence: int) -> None:
         point = self._pending
         if point is not None and point.number == placement.point:
             point.frame_number = int(self.ledger.numbers[placement.row])
-            if self.ledger.request is not None and self.ledger.request.fulfilled:
+            if self._completes_a_point(placement):
                 point.last_sequence = sequence
                 self._disarm()
-                self.writer.flush_soon()
 
     def _stream_ended(self, error: BaseException | None) -> None:
         if self.error is not None:

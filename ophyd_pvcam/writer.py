@@ -269,10 +269,11 @@ class FrameWriter:
         self._thread = threading.Thread(target=self._run, name=f"{name}-writer", daemon=True)
         self._thread.start()
 
-    def submit(self, slot: int, row: Row) -> int:
-        """Queue a filled slot; returns its sequence number (1, 2, ...)."""
+    def submit(self, slot: int, row: Row, flush: bool = False) -> int:
+        """Queue a filled slot; returns its sequence number (1, 2, ...).  ``flush``: flush
+        as soon as this frame is written (the last frame of a step point)."""
         self.submitted += 1
-        self._queue.put(slot, row)
+        self._queue.put(slot, (row, flush))
         return self.submitted
 
     def flush_soon(self) -> None:
@@ -315,8 +316,9 @@ class FrameWriter:
         last_flush = time.monotonic()
         while True:
             item = self._queue.get(0.1)
+            flush_now = False
             if item is not None:
-                slot, row = item
+                slot, (row, flush_now) = item
                 try:
                     self._write(row, self._queue.buffer(slot))
                 finally:
@@ -324,7 +326,8 @@ class FrameWriter:
                 self.processed += 1
             idle = self._queue.depth == 0
             now = time.monotonic()
-            if now - last_flush >= FLUSH_INTERVAL_S or (self._flush_requested and idle):
+            due = flush_now or (self._flush_requested and idle)
+            if due or now - last_flush >= FLUSH_INTERVAL_S:
                 self._flush_requested = False
                 self._flush()
                 last_flush = now
