@@ -478,10 +478,10 @@ class FirstDayCheck:
             failure = str(error).splitlines()[0]
         finally:
             list(cam.collect_asset_docs())
-            events = list(cam.collect())
+            pages = list(cam.collect_pages())
             _wait_idle(cam)
-        numbers = [e["data"]["cam_frame_number"] for e in events]
-        times = [e["data"]["cam_frame_time"] for e in events]
+        numbers = [int(n) for page in pages for n in page["data"]["cam_frame_number"]]
+        times = [float(t) for page in pages for t in page["data"]["cam_frame_time"]]
         lost = int(cam.dropped_frames.get())
         fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
         contiguous = numbers == list(range(1, o.stream_frames + 1))

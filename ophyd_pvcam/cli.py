@@ -188,7 +188,7 @@ def _full_frame_readout(cam, port: str, speed: int) -> float:
     cam.kickoff().wait(30)
     cam.complete().wait(30)
     list(cam.collect_asset_docs())
-    list(cam.collect())
+    list(cam.collect_pages())
     return cam.readout_time.get()
 
 

@@ -75,7 +75,8 @@ class CameraController:
         self._staged: Settings | None = None
         self._readings: Readings | None = None
         self.live_stream: LiveStream | None = None
-        self.collect_mode = "datum"  # see describe_collect_mode
+        self._flies = 0  # fly scans started
+        self._declared_for = 0  # the fly scan whose stream bluesky has declared
         self.stall_timeout_s = 1.0  # the timeout in force (automatic unless set)
 
     # ---- what the camera says, read only while it is idle ------------------------------
@@ -268,7 +269,9 @@ class CameraController:
             software = settings.trigger_mode in (SOFTWARE_EDGE, SOFTWARE_FIRST)
             setup = self._prepare(settings, SOFTWARE_FIRST if software else settings.trigger_mode)
             self._set_stall_timeout(settings, setup)
+            self._flies += 1
             fly = FlySession(self._context(settings, setup, "fly"), settings.num_frames, software)
+            fly.number = self._flies
             self.fly = self.last = fly
         self._report(self)
         fly.kickoff(status)
@@ -284,20 +287,34 @@ class CameraController:
         fly.complete(status)
 
     def describe_collect_mode(self) -> str:
-        """How the next collected fly scan is described: bluesky asks before the kickoff
-        only when a plan declares the camera's stream (then a StreamResource and one
-        StreamDatum per collect, cheap); otherwise at the first collect, and each frame's
-        image needs a Datum in its event."""
+        """How a fly scan is described: bluesky asks before the kickoff only when a plan
+        declares the camera's stream (then a StreamResource and one StreamDatum per
+        collect, cheap); otherwise at the first collect, and each frame's image then needs
+        a Datum in its event."""
         fly = self.fly
-        self.collect_mode = "stream" if fly is None or fly.closed else "datum"
-        return self.collect_mode
+        if fly is None or fly.closed:
+            self._declared_for = self._flies + 1  # the next fly scan's stream is declared
+            return "stream"
+        return "stream" if self._stream_documents(fly) else "datum"
+
+    def _stream_documents(self, fly: FlySession) -> bool:
+        """Whether ``fly``'s stream was declared (described before its kickoff)."""
+        if fly.stream_documents is not None:
+            return fly.stream_documents
+        return fly.number == self._declared_for
+
+    @property
+    def collects_pages(self) -> bool:
+        """The current fly scan hands its frames over as events (not a declared stream)."""
+        fly = self.fly
+        return fly is None or not self._stream_documents(fly)
 
     def collect_asset_docs(self) -> Iterator[tuple[str, dict]]:
         fly = self.fly
         if fly is not None:
             run = fly.ctx.run
             final = run is not None and run.ending
-            yield from fly.asset_docs(final, stream=self.collect_mode == "stream")
+            yield from fly.asset_docs(final, stream=self._stream_documents(fly))
 
     def collect_pages(self) -> Iterator[dict]:
         fly = self.fly

@@ -343,7 +343,7 @@ class PrimeBSI(Device):
         RunEngine without the stall guard): a declared stream reads everything from the
         file, and bluesky must then not see this device as page-collectable, so the
         attribute is absent."""
-        if self._controller.collect_mode == "stream":
+        if not self._controller.collects_pages:
             raise AttributeError("collect_pages")  # a declared stream has no events
         return self._controller.collect_pages
 

@@ -55,6 +55,7 @@ class FlySession(Session):
         # a declared stream takes a StreamResource and one StreamDatum per collect (cheap);
         # bluesky allows those only there, so otherwise a Datum per frame
         self.stream_documents: bool | None = None  # decided at the first collect
+        self.number = 0  # which fly scan of its device (the controller counts)
         self._software_first = software_first
         self._kickoff: CameraStatus | None = None
         self._complete: ProgressStatus | None = None
