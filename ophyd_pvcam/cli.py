@@ -373,10 +373,7 @@ def _live(args) -> int:
             f"live view of {cam.camera_name.get()}: nothing is recorded; close the window "
             "(or Ctrl-C) to end"
         )
-        try:
-            view.run()
-        except KeyboardInterrupt:
-            view.close()
+        view.run()  # until the window is closed, or Ctrl-C
         print(f"live view closed: {view.shown} frames shown, {view.lost} lost")
     finally:
         cam.close()

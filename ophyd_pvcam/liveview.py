@@ -13,8 +13,10 @@ sensor, so a spot at x=1000 is at x=1000 whatever the region.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+import signal
 import sys
 import threading
 import time
@@ -23,6 +25,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CONTRAST = (1.0, 99.5)  # percentiles shown as black and white
 MAX_DRAWN_PIXELS = 700  # larger frames are averaged down in blocks before drawing
@@ -205,6 +209,7 @@ class LiveView:
         self._frame: np.ndarray | None = None  # the newest frame, full resolution
         self._geometry = None  # (roi, binning) of the running stream
         self._caption = ""
+        self._close_requested = False
 
         with plt.rc_context({"toolbar": "None"}):
             self.figure = plt.figure(figsize=(7.6, 8.0), facecolor=BACKGROUND)
@@ -261,6 +266,7 @@ class LiveView:
             props={"edgecolor": WARNING, "fill": False, "linewidth": 1.5},
         )
         figure.canvas.mpl_connect("draw_event", self._redrawn)
+        figure.canvas.mpl_connect("resize_event", self._resized)
         figure.canvas.mpl_connect("close_event", self._window_closed)
         figure.canvas.mpl_connect("motion_notify_event", self._pointer_moved)
         self.timer = figure.canvas.new_timer(interval=20)
@@ -351,12 +357,20 @@ class LiveView:
     # ---- showing it ----------------------------------------------------------------
 
     def run(self) -> None:
-        """Show the window until it is closed (or Ctrl-C)."""
+        """Show the window until it is closed, Ctrl-C or SIGTERM (which close it: a
+        KeyboardInterrupt inside the window's event loop would be swallowed by Tk)."""
         import matplotlib.pyplot as plt
 
+        handled = (signal.SIGINT, signal.SIGTERM)
+        previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for number in handled:
+                previous[number] = signal.signal(number, lambda *_: self.request_close())
         try:
             plt.show(block=True)
         finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
             if not self.closed.is_set():
                 self.close()
 
@@ -366,7 +380,13 @@ class LiveView:
 
     # ---- the window's clock -----------------------------------------------------------
 
+    def request_close(self) -> None:
+        """Close the window at the next tick of its clock (safe from a signal handler)."""
+        self._close_requested = True
+
     def _tick(self) -> None:
+        if self._close_requested and not self.closed.is_set():
+            self.close()
         stream = self.stream
         if stream is None or self.closed.is_set():
             return
@@ -407,9 +427,17 @@ class LiveView:
         if self._background is None:
             canvas.draw_idle()
             return
-        canvas.restore_region(self._background)
-        self.axes.draw_artist(self.image)
-        canvas.blit(self.axes.bbox)
+        try:
+            canvas.restore_region(self._background)
+            self.axes.draw_artist(self.image)
+            canvas.blit(self.axes.bbox)
+        except Exception as error:  # the window is being made or resized: draw it all
+            log.debug("blit failed (%s); redrawing the window", error)
+            self._background = None
+            canvas.draw_idle()
+
+    def _resized(self, _event) -> None:
+        self._background = None
 
     def _redrawn(self, _event) -> None:
         """After a full redraw: keep the axes without the image, then draw the image."""
