@@ -20,6 +20,7 @@ import signal
 import sys
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
@@ -27,6 +28,7 @@ from typing import Any
 import numpy as np
 
 log = logging.getLogger(__name__)
+_views: weakref.WeakSet = weakref.WeakSet()  # every live window, to give way to plans
 
 DEFAULT_CONTRAST = (1.0, 99.5)  # percentiles shown as black and white
 MAX_DRAWN_PIXELS = 700  # larger frames are averaged down in blocks before drawing
@@ -210,6 +212,8 @@ class LiveView:
         self._geometry = None  # (roi, binning) of the running stream
         self._caption = ""
         self._close_requested = False
+        self._taken = False  # a plan took the camera: say so at the next tick
+        _views.add(self)
 
         with plt.rc_context({"toolbar": "None"}):
             self.figure = plt.figure(figsize=(7.6, 8.0), facecolor=BACKGROUND)
@@ -387,6 +391,10 @@ class LiveView:
     def _tick(self) -> None:
         if self._close_requested and not self.closed.is_set():
             self.close()
+        if self._taken:
+            self._taken = False
+            self._say("stopped: a plan took the camera; Apply starts it again", WARNING)
+            self._update_title(time.monotonic(), force=True)
         stream = self.stream
         if stream is None or self.closed.is_set():
             return
@@ -525,6 +533,28 @@ class LiveView:
 
 
 # ---- for the IPython profile ---------------------------------------------------------
+
+
+class LiveViewsGiveWay:
+    """RunEngine preprocessor: a plan that stages, triggers or kicks off a camera first
+    stops the live windows streaming it (they stay open and say so; Apply restarts).
+    Without it the plan would wait for a camera busy with a window.  The profile adds
+    it: ``RE.preprocessors.append(LiveViewsGiveWay())``."""
+
+    COMMANDS = ("stage", "trigger", "kickoff")
+
+    def __call__(self, plan):
+        from bluesky.preprocessors import msg_mutator
+
+        def give_way(msg):
+            if msg.command in self.COMMANDS:
+                for view in list(_views):
+                    if view.cam is msg.obj and view.stream is not None:
+                        view.stop()  # thread-safe: the stream's stop, not the window
+                        view._taken = True
+            return msg
+
+        return (yield from msg_mutator(plan, give_way))
 
 
 def live(cam, *, contrast: Sequence[float] = DEFAULT_CONTRAST) -> LiveView:
