@@ -554,7 +554,8 @@ def _print_files(catalog, run) -> None:
                 print(f"files    on disk, not in the run yet: {path}")
 
 
-def _save_frame_png(image, path: Path, title: str, roi, binning: int, contrast) -> Path:
+def _frame_figure(image, title: str, roi, binning: int, contrast):
+    """The figure ``show --png`` writes: one frame in sensor pixels, percentile contrast."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -564,6 +565,13 @@ def _save_frame_png(image, path: Path, title: str, roi, binning: int, contrast) 
 
     figure, axes = plt.subplots(figsize=(6.4, 5.6), constrained_layout=True)
     draw_frame(figure, axes, image, roi=roi, binning=binning, contrast=contrast, title=title)
+    return figure
+
+
+def _save_frame_png(image, path: Path, title: str, roi, binning: int, contrast) -> Path:
+    import matplotlib.pyplot as plt
+
+    figure = _frame_figure(image, title, roi, binning, contrast)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
     plt.close(figure)
