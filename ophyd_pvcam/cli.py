@@ -141,6 +141,36 @@ def _check_database(uri: str) -> None:
             "database server running there?",
             EXIT_CATALOG,
         ) from None
+    _log_in_to_database(uri, f"{host}:{port}")
+
+
+def _log_in_to_database(uri: str, where: str) -> None:
+    """Log in once, with a deadline: a wrong user, password or database name, or a port
+    that is not PostgreSQL's, is one line now rather than a traceback (or a wait of a
+    minute) when the server starts."""
+    import asyncio
+
+    import asyncpg
+
+    plain = "postgresql://" + uri.split("://", 1)[1]
+
+    async def log_in() -> None:
+        connection = await asyncpg.connect(plain, timeout=SERVER_TIMEOUT_S)
+        await connection.close()
+
+    try:
+        asyncio.run(asyncio.wait_for(log_in(), SERVER_TIMEOUT_S + 1))
+    except TimeoutError:
+        raise CliError(
+            f"PostgreSQL at {where} did not answer within {SERVER_TIMEOUT_S:g} s "
+            "(is it a PostgreSQL server?)",
+            EXIT_CATALOG,
+        ) from None
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise CliError(
+            f"PostgreSQL at {where} refused {_without_password(uri)}: {reason}", EXIT_CATALOG
+        ) from None
 
 
 def _short(uid: str) -> str:
@@ -721,6 +751,7 @@ def _catalog_server(args) -> int:
         asyncpg_uri(args.database)
     except ValueError as error:
         raise CliError(str(error), EXIT_USAGE) from None
+    _check_listen(args.host, args.port)
     for uri in filter(None, (args.database, args.tables)):
         _check_database(uri)
     logging.getLogger("ophyd_pvcam").setLevel(logging.INFO)
@@ -743,6 +774,27 @@ def _catalog_server(args) -> int:
             EXIT_CATALOG,
         ) from None
     return EXIT_OK
+
+
+def _check_listen(host: str, port: int) -> None:
+    """The address is free to listen on (uvicorn would exit with 3 otherwise)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as error:
+        raise CliError(f"--host {host}: {error.strerror or error}", EXIT_USAGE) from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as error:
+            raise CliError(
+                f"cannot listen on {host}:{port}: {error.strerror or error} (another server "
+                "there? choose another --port)",
+                EXIT_USAGE,
+            ) from None
 
 
 def _is_database_error(error: BaseException) -> bool:

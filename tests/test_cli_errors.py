@@ -10,6 +10,7 @@ user would.  Exit codes: 0 ok, 1 acquisition failed, 2 bad arguments or settings
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 
@@ -121,13 +122,52 @@ TABLE = [
         4,
         "cannot reach PostgreSQL at 127.0.0.1:9",
     ),
+    # a server that accepts connections and never answers: given up on within seconds
+    (["--catalog", "http://127.0.0.1:{silent}", "runs"], 4, "did not answer within 5 s"),
+    (
+        [
+            "catalog-server",
+            "--database",
+            "postgresql://h/d",
+            "--storage",
+            "s",
+            "--port",
+            "{silent}",
+        ],
+        2,
+        "cannot listen on 127.0.0.1:",
+    ),
+    (
+        [
+            "catalog-server",
+            "--database",
+            "postgresql://h/d",
+            "--storage",
+            "s",
+            "--host",
+            "no.such.host.invalid",
+        ],
+        2,
+        "--host no.such.host.invalid",
+    ),
 ]
 
 
-def test_every_bad_invocation_is_one_line_with_its_exit_code(recorded, capsys, monkeypatch):
+@pytest.fixture
+def silent_port():
+    """A port where something accepts connections and never says a word."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        yield listener.getsockname()[1]
+
+
+def test_every_bad_invocation_is_one_line_with_its_exit_code(
+    recorded, silent_port, capsys, monkeypatch
+):
     failures = []
     for arguments, code, words in TABLE:
-        fill = {"uid": recorded["uid"][:8], "fulluid": recorded["uid"]}
+        fill = {"uid": recorded["uid"][:8], "fulluid": recorded["uid"], "silent": silent_port}
         argv = [a.format(scratch=recorded["scratch"], **fill) for a in arguments]
         if argv and argv[0] != "--catalog":
             argv = ["--catalog", str(recorded["catalog"]), *argv]
