@@ -616,6 +616,8 @@ def _export(args) -> int:
     from .export import export_tiff, image_keys
 
     _uid_given(args.uid)
+    if not args.tiff.strip():
+        raise CliError("--tiff needs a folder", EXIT_USAGE)
     folder = Path(args.tiff).expanduser()
     if folder.exists() and not folder.is_dir():
         raise CliError(f"--tiff {args.tiff} is a file: give a folder", EXIT_USAGE)

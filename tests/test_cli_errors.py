@@ -97,6 +97,7 @@ TABLE = [
     (["show", "{uid}", "--png", "/dev/full"], 2, "cannot write --png /dev/full"),
     (["show", "{uid}", "--png", "{scratch}/f.png", "--frame", "4"], 2, "outside 0..3"),
     (["export", "{uid}", "--tiff", "{scratch}/a-file"], 2, "is a file"),
+    (["export", "{uid}", "--tiff", ""], 2, "--tiff needs a folder"),
     (["export", "{uid}", "--tiff", "{scratch}/t", "--stream", "nosuch"], 2, "'nosuch'"),
     (["recover", "--idle", "-1"], 2, "--idle: '-1'"),
     (["live", "--roi", "1,2,3"], 2, "X,Y,WIDTH,HEIGHT"),
