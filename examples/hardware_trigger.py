@@ -8,8 +8,8 @@ Trigger modes (the vendor's names, set with ``cam.trigger_mode``):
 
 - "Edge Trigger": every rising edge at the trigger input starts one exposure of
   ``cam.exposure_time``; the frame rate is the pulse rate.  Edges that come while the
-  camera is still exposing or reading out the previous frame are ignored, so keep the
-  pulse period above ``cam.frame_period``.
+  camera is busy with the previous frame are ignored (the simulator does so; assume
+  your camera does too), so keep the pulse period above ``cam.frame_period``.
 - "Trigger First": one edge starts the acquisition; after it the camera runs on its own
   clock, as with "Internal Trigger".
 - "Internal Trigger" (the default for fly scans): no edge needed.
@@ -18,19 +18,22 @@ Step scans (``count``, ``scan``): each ``trigger()`` keeps the first frames expo
 after it; frames that edges make between points are counted and not kept.  Fly scans:
 every edge is a frame and an event.  The stall timeout waits at least 10 s for an edge.
 
-Wiring a real camera (what the vendor publishes; check the manual of your camera and
-cable before connecting anything):
+Wiring a real camera.  What the vendor publishes (Teledyne Photometrics' public camera
+manuals, e.g. the Retiga R series', and the PVCAM header's documented modes); this
+example itself was run on the simulator only:
 
-- Teledyne Photometrics cameras take their trigger on an I/O connector at the back;
-  the vendor's optional I/O cable breaks out "Trigger In", "Expose Out" and other
-  signals.  The vendor's manuals say the camera triggers on the rising edge of a TTL
-  signal.  Drive "Trigger In" from a TTL (0 / 3.3-5 V) output, grounds common, with a
-  pulse a few microseconds or more wide; never more than 5 V.
-- "Expose Out" goes high while the sensor exposes (which rows count is
-  ``cam.expose_out_mode``: "First Row", "All Rows", "Any Row", "Rolling Shutter"):
-  use it to gate a shutter or to time-stamp frames on your DAQ.
-- These vendor facts come from Teledyne Photometrics' public manuals and the PVCAM
-  header's documented modes; this example was run on the simulator only.
+- the camera has an I/O connector at the back; an optional vendor cable breaks out
+  signals such as "Trigger In" and "Expose Out";
+- the camera triggers on the rising edge of a TTL signal at "Trigger In";
+- in "Trigger First" one trigger starts the acquisition of a stream of images, which
+  then runs on the camera's internal clock, independent of later triggers;
+- "Expose Out" marks the exposure; which rows it follows is ``cam.expose_out_mode``
+  ("First Row": the first row; "All Rows": from the last row starting to integrate to
+  the first row reading out; "Any Row": from the first row exposing to the last row
+  reading out; "Rolling Shutter").  Use it to gate a shutter or time-stamp frames.
+
+Check the Prime BSI's own manual for its connector's pinout and voltage levels before
+connecting anything: drive "Trigger In" from a TTL output with the grounds common.
 """
 
 import contextlib
