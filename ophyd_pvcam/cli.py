@@ -1,16 +1,24 @@
-"""The ``ophyd-pvcam`` command: demo, info, runs, show, export, recover, probe, check.
+"""The ``ophyd-pvcam`` command: demo, info, live, runs, show, export, recover, probe,
+check, catalog-server.
 
-Exit codes scripts can rely on: 0 success; 1 an acquisition failed (stall,
-readout failure, disconnect); 2 bad arguments or settings (and ``recover``
-asked to close a run another process still records); 3 no usable camera
-(no PVCAM, or the camera is in use); 4 catalog or run not found.
+Exit codes scripts can rely on: 0 success; 1 an acquisition failed or could not
+start (stall, readout failure, disconnect, not enough disk space); 2 bad arguments
+or settings (including an unwritable output file, a malformed environment variable
+or config file, no display for the live view, and ``recover`` asked to close a run
+another process still records); 3 no usable camera (no PVCAM, or the camera is in
+use); 4 catalog or run not found (including an unreachable catalog server or
+database).  Every expected failure is one line on stderr, ``ophyd-pvcam: error:
+...``, and no traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
+import math
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -19,6 +27,10 @@ from pathlib import Path
 log = logging.getLogger("ophyd_pvcam.cli")
 
 EXIT_OK, EXIT_ACQUISITION, EXIT_USAGE, EXIT_CAMERA, EXIT_CATALOG = 0, 1, 2, 3, 4
+SERVER_TIMEOUT_S = 5.0  # an unreachable catalog server or database is reported within this
+DEMO_LIMIT_S = 600.0  # the demo refuses to plan longer acquisitions than this
+DEMO_ROI = (896, 704, 512, 512)  # around the simulated beam spot
+DEFAULT_CONTRAST = (1.0, 99.5)  # percentiles drawn black and white (as the live view)
 
 
 class CliError(Exception):
@@ -42,29 +54,148 @@ def _camera(args, name: str = "cam"):
     )
 
 
-def _catalog(args, must_exist: bool = False):
-    from .catalog import is_server_uri, open_catalog
+def _catalog_location(args) -> tuple[str, bool]:
+    """(where the catalog is, whether someone named it: --catalog, the environment or
+    the config file, rather than the default folder)."""
     from .config import setting
     from .paths import default_catalog_path
 
-    location = args.catalog or setting("catalog") or default_catalog_path()
-    if must_exist and not is_server_uri(location) and not (Path(location) / "catalog.db").exists():
-        return None, location
-    return open_catalog(location), location
+    if args.catalog:
+        return args.catalog, True
+    configured = setting("catalog")
+    if configured:
+        return configured, True
+    return str(default_catalog_path()), False
+
+
+def _catalog(args, must_exist: bool = False):
+    """(catalog, location).  With ``must_exist``, a catalog folder that does not exist
+    is an error if it was named, and (None, location) if it is the default folder,
+    which the first run creates."""
+    from .catalog import DATABASE, is_server_uri, open_catalog
+
+    location, named = _catalog_location(args)
+    if is_server_uri(location):
+        _check_server(location)
+        return open_catalog(location), location
+    folder = Path(location).expanduser()
+    if must_exist and not (folder / DATABASE).is_file():
+        if not named:
+            return None, location
+        if not folder.exists():
+            why = "no such folder"
+        elif not folder.is_dir():
+            why = "that is a file, not a catalog folder"
+        else:
+            why = f"the folder holds no {DATABASE}"
+        raise CliError(f"no catalog at {location}: {why}", EXIT_CATALOG)
+    try:
+        return open_catalog(folder), location
+    except OSError as error:
+        raise CliError(
+            f"cannot open the catalog in {location}: {error.strerror or error}", EXIT_CATALOG
+        ) from None
+
+
+def _existing_catalog(args):
+    catalog, location = _catalog(args, must_exist=True)
+    if catalog is None:
+        raise CliError(f"no catalog at {location} yet: 'ophyd-pvcam demo' makes one", EXIT_CATALOG)
+    return catalog
+
+
+def _check_server(uri: str) -> None:
+    """Fail within seconds, naming the address, when a catalog server does not answer
+    (tiled's client would retry for most of a minute)."""
+    import httpx
+
+    try:
+        httpx.get(uri.rstrip("/") + "/api/v1/", timeout=SERVER_TIMEOUT_S)
+    except httpx.TimeoutException:
+        raise CliError(
+            f"the catalog server at {uri} did not answer within {SERVER_TIMEOUT_S:g} s",
+            EXIT_CATALOG,
+        ) from None
+    except (httpx.HTTPError, httpx.InvalidURL) as error:
+        raise CliError(f"cannot reach the catalog server at {uri}: {error}", EXIT_CATALOG) from None
+
+
+def _check_database(uri: str) -> None:
+    """Fail within seconds, naming host and port, when PostgreSQL cannot be reached."""
+    import socket
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(uri)
+        host, port = parts.hostname or "localhost", parts.port or 5432
+    except ValueError as error:
+        raise CliError(f"--database {uri!r}: {error}", EXIT_USAGE) from None
+    if host.startswith("/"):
+        return  # a Unix socket folder: let the driver try it
+    try:
+        socket.create_connection((host, port), timeout=SERVER_TIMEOUT_S).close()
+    except OSError as error:
+        reason = error.strerror or str(error) or type(error).__name__
+        raise CliError(
+            f"cannot reach PostgreSQL at {host}:{port} (--database): {reason}; is the "
+            "database server running there?",
+            EXIT_CATALOG,
+        ) from None
+    _log_in_to_database(uri, f"{host}:{port}")
+
+
+def _log_in_to_database(uri: str, where: str) -> None:
+    """Log in once, with a deadline: a wrong user, password or database name, or a port
+    that is not PostgreSQL's, is one line now rather than a traceback (or a wait of a
+    minute) when the server starts."""
+    import asyncio
+
+    import asyncpg
+
+    plain = "postgresql://" + uri.split("://", 1)[1]
+
+    async def log_in() -> None:
+        connection = await asyncpg.connect(plain, timeout=SERVER_TIMEOUT_S)
+        await connection.close()
+
+    try:
+        asyncio.run(asyncio.wait_for(log_in(), SERVER_TIMEOUT_S + 1))
+    except TimeoutError:
+        raise CliError(
+            f"PostgreSQL at {where} did not answer within {SERVER_TIMEOUT_S:g} s "
+            "(is it a PostgreSQL server?)",
+            EXIT_CATALOG,
+        ) from None
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise CliError(
+            f"PostgreSQL at {where} refused {_without_password(uri)}: {reason}", EXIT_CATALOG
+        ) from None
 
 
 def _short(uid: str) -> str:
     return uid[:8]
 
 
+def _uid_given(uid: str) -> str:
+    text = uid.strip()
+    if not text:
+        raise CliError("give a run uid, or a unique start of one ('ophyd-pvcam runs')", EXIT_USAGE)
+    return text
+
+
 def _find_run(catalog, uid: str):
     from .catalog import RunNotFound, find_run
 
+    text = _uid_given(uid)
     try:
-        return find_run(catalog, uid)
+        run = find_run(catalog, text)
     except RunNotFound as error:
         hint = " (try 'ophyd-pvcam runs')" if str(error).startswith("no run") else ""
         raise CliError(f"{error}{hint}", EXIT_CATALOG) from None
+    if "start" not in (run.metadata or {}):  # a path into a run ("uid/primary"), not a run
+        raise CliError(f"no run {text!r} in the catalog (try 'ophyd-pvcam runs')", EXIT_CATALOG)
+    return run
 
 
 def _image_stream(run):
@@ -76,7 +207,51 @@ def _image_stream(run):
     raise CliError("this run holds no camera images", EXIT_CATALOG)
 
 
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _output_file(text: str, option: str) -> Path:
+    """An output file the user named: refused now (exit 2) if it cannot be written."""
+    if not text.strip():
+        raise CliError(f"{option} needs a file name", EXIT_USAGE)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        raise CliError(f"{option} {text} is a folder: give a file name in it", EXIT_USAGE)
+    folder = path.parent
+    if not folder.is_dir():
+        raise CliError(f"cannot write {option} {text}: no folder {folder}", EXIT_USAGE)
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise CliError(f"cannot write {option} {text}: permission denied", EXIT_USAGE)
+    return path
+
+
+def _write_file(path: Path, data: bytes, option: str) -> None:
+    try:
+        with open(path, "wb") as file:
+            file.write(data)
+    except OSError as error:  # a full disk shows here (or at close), not before
+        raise CliError(
+            f"cannot write {option} {path}: {error.strerror or error}", EXIT_USAGE
+        ) from None
+
+
 # ---- demo --------------------------------------------------------------------------
+
+
+def _refuse_long_demo(seconds: float, frames: int, period: float) -> None:
+    if seconds > DEMO_LIMIT_S:
+        raise CliError(
+            f"the demo would take about {_duration(seconds)} ({frames} frames of "
+            f"{period:g} s); it is a short demonstration (at most {_duration(DEMO_LIMIT_S)}): "
+            "give fewer --frames or --points or a shorter --exposure, or acquire from the "
+            "IPython profile",
+            EXIT_USAGE,
+        )
 
 
 def _demo(args) -> int:
@@ -85,20 +260,29 @@ def _demo(args) -> int:
 
     from . import sim
     from .session import make_run_engine
+    from .writer import check_free_space
 
+    planned = args.points + args.frames
+    _refuse_long_demo(planned * args.exposure, planned, args.exposure)  # before anything
     catalog, location = _catalog(args)
     cam = _camera(args)
     try:
-        RE, _ = make_run_engine(catalog)
-        cam.roi.set((896, 704, 512, 512)).wait(10)  # around the beam spot
+        # every setting first: nothing is recorded unless all of them are accepted
+        cam.roi.set(DEMO_ROI).wait(10)
         cam.exposure_time.set(args.exposure).wait(10)
+        cam.num_frames.set(args.frames).wait(10)
+        period = max(cam.frame_period.get(), args.exposure)
+        _refuse_long_demo(planned * period, planned, period)
+        check_free_space(cam.write_path, cam.settings().frame_bytes, planned)
+        RE, _ = make_run_engine(catalog)
         print(
             f"camera   {cam.camera_name.get()} ({cam.model.get()}"
             f"{', simulated' if cam.simulated.get() else ''}), serial {cam.serial_number.get()}"
         )
         print(f"catalog  {location}\nframes   {cam.write_path}")
+        if planned * period > 10:
+            print(f"takes    about {_duration(planned * period)} ({planned} frames)")
         (count_uid,) = RE(bp.count([cam], num=args.points))
-        cam.num_frames.set(args.frames).wait(10)
         started = time.monotonic()
         (fly_uid,) = RE(bp.fly([cam]))
         elapsed = time.monotonic() - started
@@ -123,10 +307,14 @@ def _demo(args) -> int:
                 f"exit {run.metadata['stop']['exit_status']}"
             )
         times = catalog[fly_uid]["cam"]["cam_frame_time"].read()
-        rate = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else float("nan")
+        rate = (
+            f"at {(len(times) - 1) / (times[-1] - times[0]):.1f} frames/s (camera clock)"
+            if len(times) > 1 and times[-1] > times[0]
+            else "(one frame: no rate)"
+        )
         print(
-            f"\nfly scan: {len(times)} frames at {rate:.1f} frames/s (camera clock), "
-            f"{elapsed:.1f} s end to end, dropped frames {cam.dropped_frames.get()}"
+            f"\nfly scan: {len(times)} frames {rate}, {elapsed:.1f} s end to end, "
+            f"dropped frames {cam.dropped_frames.get()}"
         )
         print(f"next: ophyd-pvcam runs  |  ophyd-pvcam show {_short(fly_uid)} --png frame.png")
     finally:
@@ -192,6 +380,36 @@ def _full_frame_readout(cam, port: str, speed: int) -> float:
     return cam.readout_time.get()
 
 
+# ---- live ---------------------------------------------------------------------------
+
+
+def _live(args) -> int:
+    from .liveview import DisplayError, LiveView, require_display
+
+    try:
+        require_display()  # before the camera: no display, no point opening it
+    except DisplayError as error:
+        raise CliError(str(error), EXIT_USAGE) from None
+    cam = _camera(args)
+    try:
+        if args.binning is not None:
+            cam.binning.set(args.binning).wait(10)
+        if args.roi is not None:
+            cam.roi.set(args.roi).wait(10)
+        if args.exposure is not None:
+            cam.exposure_time.set(args.exposure).wait(10)
+        view = LiveView(cam, contrast=args.contrast)
+        print(
+            f"live view of {cam.camera_name.get()}: nothing is recorded; close the window "
+            "(or Ctrl-C) to end"
+        )
+        view.run()  # until the window is closed, or Ctrl-C
+        print(f"live view closed: {view.shown} frames shown, {view.lost} lost")
+    finally:
+        cam.close()
+    return EXIT_OK
+
+
 # ---- runs / show --------------------------------------------------------------------
 
 
@@ -250,9 +468,12 @@ def _runs(args) -> int:
 def _show(args) -> int:
     import numpy as np
 
-    catalog, location = _catalog(args, must_exist=True)
-    if catalog is None:
-        raise CliError(f"no catalog at {location}", EXIT_CATALOG)
+    for option, value in (("--frame", args.frame), ("--contrast", args.contrast)):
+        if value is not None and args.png is None:
+            raise CliError(f"{option} applies to the PNG: give --png FILE too", EXIT_USAGE)
+    _uid_given(args.uid)
+    png = _output_file(args.png, "--png") if args.png is not None else None
+    catalog = _existing_catalog(args)
     run = _find_run(catalog, args.uid)
     start, stop = run.metadata["start"], run.metadata.get("stop") or {}
     print(f"run      {start['uid']}")
@@ -283,19 +504,66 @@ def _show(args) -> int:
         lost = int(dropped[-1]) if len(dropped) else 0
     if lost is not None:
         print(f"lost     {lost} frames")
-    if args.png:
+    if png is not None:
         frames = array.shape[0] * array.shape[1]
-        if not 0 <= args.frame < frames:
-            raise CliError(f"--frame {args.frame} is outside 0..{frames - 1}", EXIT_USAGE)
-        point, within = divmod(args.frame, array.shape[1])
-        image = array[point, within]
-        path = _save_frame_png(
-            image,
-            Path(args.png),
-            f"{_short(start['uid'])} {start.get('plan_name')}, {key}, frame {args.frame}",
+        index = args.frame or 0
+        if frames == 0:
+            raise CliError("this run holds no frames to draw", EXIT_CATALOG)
+        if not 0 <= index < frames:
+            raise CliError(f"--frame {index} is outside 0..{frames - 1}", EXIT_USAGE)
+        point, within = divmod(index, array.shape[1])
+        image = np.asarray(array[point, within])
+        number = _frame_number(run, stream, prefix, point, within, array.shape[1])
+        roi, binning = _geometry(run, stream, prefix, image.shape)
+        what = f"camera frame {number}" if number is not None else f"frame index {index}"
+        fly = f"{prefix}lost_before" in run[stream]
+        title = f"{_short(start['uid'])} {start.get('plan_name')}: {what}" + (
+            "" if fly else f" (point {point + 1} of {array.shape[0]})"
         )
-        print(f"png      {path}")
+        _save_frame_png(image, png, title, roi, binning, args.contrast or DEFAULT_CONTRAST)
+        print(f"png      {png}  ({what}, index {index} of {frames})")
     return EXIT_OK
+
+
+def _frame_number(run, stream: str, prefix: str, point: int, within: int, per_point: int):
+    """The camera's number of a frame: per row in a fly scan; in a step scan the
+    point's frame number is its last frame's, and the file's records give the others."""
+    key = f"{prefix}frame_number"
+    if key not in run[stream]:
+        return None
+    numbers = run[stream][key].read()
+    if per_point == 1:
+        return int(numbers[point])
+    from .export import frame_files
+
+    files = frame_files(run).get(f"{stream}/{prefix}image", [])
+    if len(files) == 1:
+        try:
+            import h5py
+
+            with h5py.File(files[0], "r", swmr=True, libver="latest") as f:
+                records = f["/entry/instrument/NDAttributes/frame_number"][()]
+            if len(records) == len(numbers) * per_point and records[
+                (point + 1) * per_point - 1
+            ] == int(numbers[point]):
+                return int(records[point * per_point + within])
+        except (OSError, KeyError, ValueError):
+            pass
+    return None
+
+
+def _geometry(run, stream: str, prefix: str, shape: tuple[int, int]):
+    """(roi, binning) the frames were taken with, from the stream's configuration."""
+    device = prefix[:-1]
+    try:
+        data = run[stream].metadata["configuration"][device]["data"]
+        roi = tuple(int(v) for v in data[f"{prefix}roi"])
+        binning = int(data[f"{prefix}binning"])
+        if (roi[3] // binning, roi[2] // binning) == tuple(shape):
+            return roi, binning
+    except (KeyError, TypeError, ValueError):
+        pass
+    return None, 1
 
 
 def _print_files(catalog, run) -> None:
@@ -316,18 +584,28 @@ def _print_files(catalog, run) -> None:
                 print(f"files    on disk, not in the run yet: {path}")
 
 
-def _save_frame_png(image, path: Path, title: str) -> Path:
+def _frame_figure(image, title: str, roi, binning: int, contrast):
+    """The figure ``show --png`` writes: one frame in sensor pixels, percentile contrast."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(6.4, 5.4), constrained_layout=True)
-    shown = axes.imshow(image, cmap="gray", origin="upper", interpolation="nearest")
-    axes.set(title=title, xlabel="x (binned pixel)", ylabel="y (binned pixel)")
-    figure.colorbar(shown, ax=axes, label="intensity (ADU)")
-    figure.savefig(path, dpi=100)
+    from .liveview import draw_frame
+
+    figure, axes = plt.subplots(figsize=(6.4, 5.6), constrained_layout=True)
+    draw_frame(figure, axes, image, roi=roi, binning=binning, contrast=contrast, title=title)
+    return figure
+
+
+def _save_frame_png(image, path: Path, title: str, roi, binning: int, contrast) -> Path:
+    import matplotlib.pyplot as plt
+
+    figure = _frame_figure(image, title, roi, binning, contrast)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
     plt.close(figure)
+    _write_file(path, buffer.getvalue(), "--png")
     return path
 
 
@@ -337,9 +615,13 @@ def _save_frame_png(image, path: Path, title: str) -> Path:
 def _export(args) -> int:
     from .export import export_tiff, image_keys
 
-    catalog, location = _catalog(args, must_exist=True)
-    if catalog is None:
-        raise CliError(f"no catalog at {location}", EXIT_CATALOG)
+    _uid_given(args.uid)
+    if not args.tiff.strip():
+        raise CliError("--tiff needs a folder", EXIT_USAGE)
+    folder = Path(args.tiff).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise CliError(f"--tiff {args.tiff} is a file: give a folder", EXIT_USAGE)
+    catalog = _existing_catalog(args)
     run = _find_run(catalog, args.uid)
     streams = {stream for stream, _ in image_keys(run)}
     if not streams:
@@ -350,7 +632,13 @@ def _export(args) -> int:
             f"{', '.join(sorted(streams))}",
             EXIT_USAGE,
         )
-    for path in export_tiff(run, Path(args.tiff), stream=args.stream):
+    try:
+        written = export_tiff(run, folder, stream=args.stream)
+    except OSError as error:
+        raise CliError(
+            f"cannot write TIFF files to {args.tiff}: {error.strerror or error}", EXIT_USAGE
+        ) from None
+    for path in written:
         print(f"tiff     {path}")
     return EXIT_OK
 
@@ -358,9 +646,8 @@ def _export(args) -> int:
 def _recover(args) -> int:
     from .recovery import RunIsLive, open_runs, recover_run
 
-    catalog, location = _catalog(args, must_exist=True)
-    if catalog is None:
-        raise CliError(f"no catalog at {location}", EXIT_CATALOG)
+    catalog = _existing_catalog(args)
+    location = _catalog_location(args)[0]
     frames = [Path(f) for f in args.frames or []]
     if args.uids:
         targets = [_find_run(catalog, uid).metadata["start"]["uid"] for uid in args.uids]
@@ -532,7 +819,7 @@ def _check(args) -> int:
 def _catalog_server(args) -> int:
     from .config import api_key
     from .paths import default_write_path
-    from .server import check_api_key, serve_catalog
+    from .server import asyncpg_uri, check_api_key, serve_catalog
 
     if args.api_key_file:
         try:
@@ -543,22 +830,143 @@ def _catalog_server(args) -> int:
         key = api_key()
     try:
         check_api_key(key)
+        asyncpg_uri(args.database)
     except ValueError as error:
         raise CliError(str(error), EXIT_USAGE) from None
+    _check_listen(args.host, args.port)
+    for uri in filter(None, (args.database, args.tables)):
+        _check_database(uri)
     logging.getLogger("ophyd_pvcam").setLevel(logging.INFO)
-    serve_catalog(
-        args.database,
-        storage=Path(args.storage),
-        frames=[Path(f) for f in (args.frames or [default_write_path()])],
-        api_key=key,
-        tables=args.tables,
-        host=args.host,
-        port=args.port,
-    )
+    try:
+        serve_catalog(
+            args.database,
+            storage=Path(args.storage),
+            frames=[Path(f) for f in (args.frames or [default_write_path()])],
+            api_key=key,
+            tables=args.tables,
+            host=args.host,
+            port=args.port,
+        )
+    except Exception as error:  # the database refused us (password, no such database...)
+        if not _is_database_error(error):
+            raise
+        raise CliError(
+            f"the catalog database {_without_password(args.database)} refused: "
+            f"{str(error).splitlines()[0] if str(error) else type(error).__name__}",
+            EXIT_CATALOG,
+        ) from None
     return EXIT_OK
 
 
+def _check_listen(host: str, port: int) -> None:
+    """The address is free to listen on (uvicorn would exit with 3 otherwise)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as error:
+        raise CliError(f"--host {host}: {error.strerror or error}", EXIT_USAGE) from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as error:
+            raise CliError(
+                f"cannot listen on {host}:{port}: {error.strerror or error} (another server "
+                "there? choose another --port)",
+                EXIT_USAGE,
+            ) from None
+
+
+def _is_database_error(error: BaseException) -> bool:
+    try:
+        import asyncpg
+    except ImportError:  # pragma: no cover - installed with tiled's server extras
+        return isinstance(error, OSError)
+    return isinstance(error, (asyncpg.PostgresError, asyncpg.InterfaceError, OSError))
+
+
+def _without_password(uri: str) -> str:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(uri)
+        if parts.password:
+            return uri.replace(f":{parts.password}@", ":***@", 1)
+    except ValueError:
+        pass
+    return uri
+
+
 # ---- the parser and main ------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors in one line (usage is one --help away)."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"ophyd-pvcam: error: {message} (see '{self.prog} --help')\n")
+
+
+def _integer(least: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"{value} is too small: give {least} or more")
+        return value
+
+    return parse
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of seconds above 0")
+    return value
+
+
+def _idle_seconds(text: str) -> float:
+    if text.strip() in ("0", "0.0"):
+        return 0.0
+    return _seconds(text)
+
+
+def _contrast(text: str) -> tuple[float, float]:
+    try:
+        low, high = (float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give two percentiles LOW,HIGH, e.g. 1,99.5"
+        ) from None
+    if not (0 <= low < high <= 100):
+        raise argparse.ArgumentTypeError(f"{text!r}: need 0 <= LOW < HIGH <= 100")
+    return low, high
+
+
+def _roi(text: str) -> tuple[int, int, int, int]:
+    try:
+        values = tuple(int(part) for part in text.split(","))
+        if len(values) != 4:
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give X,Y,WIDTH,HEIGHT in sensor pixels, e.g. 768,768,512,512"
+        ) from None
+    return values
+
+
+def _port(text: str) -> int:
+    value = _integer(1)(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port number (1..65535)")
+    return value
 
 
 def _numbers(kind: Callable[[str], float | int]) -> Callable[[str], list]:
@@ -575,11 +983,12 @@ def _numbers(kind: Callable[[str], float | int]) -> Callable[[str], list]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ophyd-pvcam",
-        description="A PVCAM camera (Prime BSI) for Bluesky: acquire, inspect runs, probe stalls.",
-        epilog="Exit codes: 0 ok, 1 acquisition failed, 2 bad arguments, 3 no usable camera, "
-        "4 catalog or run not found.",
+        description="A PVCAM camera (Prime BSI) for Bluesky: acquire, look, inspect runs, "
+        "probe stalls.",
+        epilog="Exit codes: 0 ok, 1 acquisition failed, 2 bad arguments or settings, "
+        "3 no usable camera, 4 catalog or run not found.",
     )
     parser.add_argument(
         "--catalog",
@@ -603,9 +1012,16 @@ def build_parser() -> argparse.ArgumentParser:
             "demo", help="acquire a count and a fly scan into the catalog, replay and summarise"
         )
     )
-    demo.add_argument("--frames", type=int, default=300, help="fly scan frames (default 300)")
-    demo.add_argument("--points", type=int, default=5, help="count points (default 5)")
-    demo.add_argument("--exposure", type=float, default=0.01, help="seconds (default 0.01)")
+    demo.add_argument(
+        "--frames", type=_integer(1), default=300, help="fly scan frames (default 300)"
+    )
+    demo.add_argument("--points", type=_integer(1), default=5, help="count points (default 5)")
+    demo.add_argument(
+        "--exposure",
+        type=_seconds,
+        default=0.01,
+        help=f"seconds (default 0.01); the whole demo may take at most {DEMO_LIMIT_S:g} s",
+    )
     demo.set_defaults(run=_demo)
 
     info = with_camera(
@@ -615,14 +1031,50 @@ def build_parser() -> argparse.ArgumentParser:
     )
     info.set_defaults(run=_info)
 
+    live = with_camera(
+        commands.add_parser(
+            "live",
+            help="a window streaming the camera, to align and focus (records nothing)",
+            description="Opens a window that streams the camera with automatic contrast; "
+            "the title shows frames per second shown and delivered, and frames lost. "
+            "Exposure and region of interest change from the window (drag a box on the "
+            "image). Nothing is recorded or written. Needs a display.",
+        )
+    )
+    live.add_argument("--exposure", type=_seconds, help="seconds (default: the camera's 0.01)")
+    live.add_argument(
+        "--roi", type=_roi, metavar="X,Y,W,H", help="region in sensor pixels (default: all)"
+    )
+    live.add_argument("--binning", type=int, choices=(1, 2, 4), help="1, 2 or 4 (default 1)")
+    live.add_argument(
+        "--contrast",
+        type=_contrast,
+        default=DEFAULT_CONTRAST,
+        metavar="LOW,HIGH",
+        help="percentiles drawn black and white (default 1,99.5)",
+    )
+    live.set_defaults(run=_live)
+
     runs = commands.add_parser("runs", help="list the runs in the catalog")
-    runs.add_argument("--last", type=int, default=20, help="show the newest N (default 20)")
+    runs.add_argument("--last", type=_integer(1), default=20, help="show the newest N (default 20)")
     runs.set_defaults(run=_runs)
 
     show = commands.add_parser("show", help="summarise one run; optionally save a frame as PNG")
     show.add_argument("uid", help="run uid (a unique prefix is enough)")
-    show.add_argument("--png", help="write this frame to a PNG file")
-    show.add_argument("--frame", type=int, default=0, help="frame index for --png (default 0)")
+    show.add_argument("--png", metavar="FILE", help="draw a frame into this PNG file")
+    show.add_argument(
+        "--frame",
+        type=_integer(0),
+        metavar="INDEX",
+        help="which frame of the run for --png, 0 = the first (default 0); the PNG's "
+        "title gives the camera's frame number",
+    )
+    show.add_argument(
+        "--contrast",
+        type=_contrast,
+        metavar="LOW,HIGH",
+        help="percentiles of the frame drawn black and white for --png (default 1,99.5)",
+    )
     show.set_defaults(run=_show)
 
     export = commands.add_parser(
@@ -652,7 +1104,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     recover.add_argument(
         "--idle",
-        type=float,
+        type=_idle_seconds,
         default=3600.0,
         metavar="S",
         help="a run with no marker of who records it counts as dead after S seconds "
@@ -794,21 +1246,26 @@ def build_parser() -> argparse.ArgumentParser:
         default="127.0.0.1",
         help="address to listen on (default 127.0.0.1: this machine only)",
     )
-    server.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    server.add_argument("--port", type=_port, default=8000, help="port (default 8000)")
     server.add_argument("--api-key-file", help="file holding the API key")
     server.set_defaults(run=_catalog_server)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    import httpx
+
     from .catalog import CatalogError
     from .config import ConfigError
     from .errors import (
         CameraAcquisitionError,
         CameraInUseError,
         CameraUnavailableError,
+        DiskError,
         FrameStallError,
     )
+    from .sim import SimulatorError
+    from .sim._control import FaultSpecError
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -819,17 +1276,24 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args)
     except CliError as error:
         message, code = str(error), error.code
-    except (CameraUnavailableError, CameraInUseError) as error:
+    except (FaultSpecError, ConfigError) as error:  # before ValueError: both are ValueErrors
+        message, code = str(error), EXIT_USAGE
+    except (CameraUnavailableError, CameraInUseError, SimulatorError) as error:
         message, code = str(error), EXIT_CAMERA
-    except (CatalogError, ConfigError) as error:
+    except CatalogError as error:
         message, code = str(error), EXIT_CATALOG
-    except (FrameStallError, CameraAcquisitionError) as error:
+    except httpx.HTTPError as error:  # the catalog server went away mid-command
+        message, code = f"the catalog server did not answer: {error}", EXIT_CATALOG
+    except (FrameStallError, CameraAcquisitionError, DiskError) as error:
         message, code = str(error), EXIT_ACQUISITION
     except ValueError as error:
         message, code = str(error), EXIT_USAGE
     except KeyboardInterrupt:
         message, code = "interrupted", EXIT_ACQUISITION
-    print(f"ophyd-pvcam: error: {message}", file=sys.stderr)
+    except BrokenPipeError:  # 'ophyd-pvcam runs | head': the reader has gone, stop quietly
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - nothing more may reach the pipe
+        return EXIT_OK
+    print(f"ophyd-pvcam: error: {' '.join(message.split())}", file=sys.stderr)
     return code
 
 

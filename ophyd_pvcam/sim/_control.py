@@ -35,6 +35,11 @@ _AFTER_FRAMES_DEFAULT = {
 _DURATION_KINDS = {"stall", "drop", "byte_limit"}
 
 
+class FaultSpecError(SimulatorError, ValueError):
+    """``OPHYD_PVCAM_SIM_FAULTS`` cannot be read; the message (one line) quotes it and
+    says what is expected.  The command line reports it as bad settings (exit 2)."""
+
+
 def declare_control_api(lib: ctypes.CDLL) -> None:
     """Give ctypes the signatures of the simulator's pvsim_* functions."""
     u64, c_int = ctypes.c_uint64, ctypes.c_int
@@ -260,6 +265,11 @@ def parse_fault_spec(text: str) -> list[dict]:
     for entry in filter(None, (part.strip() for part in text.split(";"))):
         kind, _, options = entry.partition(":")
         spec: dict = {"kind": kind.strip()}
+        if spec["kind"] not in FAULT_KINDS:
+            raise FaultSpecError(
+                f"{ENV_FAULTS}: unknown fault kind {spec['kind']!r} in {entry!r}; known: "
+                f"{', '.join(sorted(FAULT_KINDS))}"
+            )
         for option in filter(None, (part.strip() for part in options.split(","))):
             key, sep, value = option.partition("=")
             key = key.strip()
@@ -273,7 +283,7 @@ def parse_fault_spec(text: str) -> list[dict]:
                 else:
                     raise KeyError(key)
             except (KeyError, ValueError):
-                raise SimulatorError(
+                raise FaultSpecError(
                     f"{ENV_FAULTS}: cannot read {option!r} in {entry!r}; expected "
                     "after=N, duration=SECONDS, every=N, times=N, camera=N, "
                     "after_calls=N or bytes=N"
@@ -295,5 +305,5 @@ def inject_environment_faults() -> list[Fault]:
         try:
             faults.append(inject_fault(**spec))
         except ValueError as error:
-            raise SimulatorError(f"{ENV_FAULTS}={text!r}: {error}") from None
+            raise FaultSpecError(f"{ENV_FAULTS}={text!r}: {error}") from None
     return faults
