@@ -337,10 +337,27 @@ def embedded_folder(catalog: Any) -> Path | None:
 # ---- servers ------------------------------------------------------------------------
 
 
+def _reachable(uri: str, timeout: float = 5.0) -> None:
+    """Fail in seconds, naming the address, if nothing listens there (tiled's client
+    would retry for half a minute)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname or "", port), timeout=timeout):
+            pass
+    except OSError as error:
+        raise CatalogError(f"Cannot reach the catalog server at {uri}: {error}") from None
+
+
 def _open_server(uri: str, api_key: str | None) -> Any:
+    import httpx
     from tiled.client import from_uri
     from tiled.client.utils import ClientError
 
+    _reachable(uri)
     try:
         return from_uri(uri, api_key=api_key)
     except ClientError as error:
@@ -358,7 +375,7 @@ def _open_server(uri: str, api_key: str | None) -> Any:
                 f"{ENV_API_KEY}."
             ) from None
         raise
-    except OSError as error:
+    except (OSError, httpx.HTTPError) as error:
         raise CatalogError(f"Cannot reach the catalog server at {uri}: {error}") from None
 
 
@@ -443,9 +460,11 @@ def find_run(catalog: Any, uid: str) -> Any:
     matches; the message says which.
     """
     uid = uid.strip()
+    if not uid or "/" in uid:  # the catalog itself, or a path inside a run: not a run
+        raise RunNotFound(f"no run {uid!r} in the catalog")
     with contextlib.suppress(KeyError):
         return catalog[uid]
-    if not uid or not _UID_PREFIX.fullmatch(uid):
+    if not _UID_PREFIX.fullmatch(uid):
         raise RunNotFound(f"no run {uid!r} in the catalog")
     from tiled.queries import Like
 

@@ -185,9 +185,18 @@ class CameraController:
 
     # ---- step scans ----------------------------------------------------------------
 
+    def _no_live_view(self) -> None:
+        live = self.live_stream
+        if live is not None and not live.done.is_set():
+            raise RuntimeError(
+                f"{self.name} is busy with a live view; stop it (its stop(), or close the "
+                "window) before a scan"
+            )
+
     def stage(self, settings: Settings) -> None:
         """Check and apply the settings; the camera starts at the first trigger (inside
         the run, so the file is named by it)."""
+        self._no_live_view()
         with self._lock:
             if self.fly is not None and not self.fly.closed and not self.fly.drained:
                 raise RuntimeError(
@@ -208,6 +217,7 @@ class CameraController:
         return Mode.SOFTWARE if SOFTWARE_EDGE in self.capabilities.trigger_modes else Mode.SEQUENCE
 
     def trigger(self, settings: Settings, status: ProgressStatus) -> None:
+        self._no_live_view()
         with self._lock:
             staged = self._staged
             if staged is None:
@@ -258,6 +268,7 @@ class CameraController:
     # ---- fly scans --------------------------------------------------------------------
 
     def kickoff(self, settings: Settings, status: CameraStatus) -> None:
+        self._no_live_view()
         with self._lock:
             if self.step is not None and not self.step.closed:
                 raise RuntimeError(
@@ -370,7 +381,7 @@ class CameraController:
         with self._lock:
             self._require_idle("a live view")
             self._prepare(settings, self._idle_trigger_mode())
-            frames = self._frame_queue(settings)
+            frames = FrameQueue(settings.image_shape, "uint16", 4)  # only the newest counts
             live = self.live_stream = LiveStream(self.name, frames, on_frame)
             spec = StreamSpec(Mode.FREE, 0, self._buffer_frames(settings))
             live.stream = self.owner.stream(Stream(spec, live, frames, retrigger_s=1.0))

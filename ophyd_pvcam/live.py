@@ -91,4 +91,5 @@ class LiveStream:
 
     def ended(self, error: BaseException | None, readings: Readings | None) -> None:
         self.error = error
+        self._frames.close()
         self.done.set()

@@ -127,4 +127,7 @@ def test_find_run_takes_a_uid_or_a_unique_prefix(catalog):
         find_run(catalog, "ffffffff0")
     with pytest.raises(RunNotFound, match="no run"):
         find_run(catalog, "not%a_uid")
+    for not_a_run in ("", "   ", f"{uids[0]}/primary"):  # the catalog, a stream: not runs
+        with pytest.raises(RunNotFound, match="no run"):
+            find_run(catalog, not_a_run)
     assert os.environ["OPHYD_PVCAM_DATA"]  # the session's data folder, not the user's

@@ -368,3 +368,14 @@ def test_compressed_frames_read_back_pixel_identical(cam):
 def test_an_unknown_compression_is_refused_naming_the_choices(cam, value):
     with pytest.raises(ValueError, match=r"compression=.* choose one of 'none', 'bslz4'"):
         cam.compression.set(value)
+
+
+def test_a_scan_during_a_live_view_is_refused_at_once(cam):
+    live = cam.live()
+    try:
+        for start in (cam.stage, cam.kickoff):
+            with pytest.raises(RuntimeError, match="busy with a live view"):
+                start()
+    finally:
+        live.stop()
+    assert fly(cam, 5) == [1, 2, 3, 4, 5]
