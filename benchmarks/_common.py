@@ -180,6 +180,9 @@ class PlainAppender:
         self._data.id.write_direct_chunk((self.rows, 0, 0), pixels)
         self.rows += 1
 
+    def flush(self) -> None:
+        self._file.flush()
+
     def close(self) -> None:
         self._file.close()
 
@@ -216,13 +219,17 @@ def _thread_role(name: str | None) -> str:
     """Group threads by what they do (names come from ophyd-pvcam and bluesky)."""
     if name is None:
         return "native (simulated camera, pvc)"
-    if name.endswith("-acquisition"):
-        return "acquisition thread"
+    if name.endswith("-camera"):
+        return "camera owner thread"
+    if name.endswith("-writer"):
+        return "writer thread"
+    if name == "frame-queue":
+        return "memory mapping"
     if name == "bluesky-run-engine":
         return "RunEngine loop"
     if name == "MainThread":
         return "main thread"
-    if "stall-monitor" in name:
+    if name.endswith("-stall"):
         return "stall monitor"
     return "other Python threads"
 

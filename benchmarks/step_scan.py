@@ -1,13 +1,15 @@
-"""Step-scan overhead (issue item 3).
+"""Step-scan overhead.
 
 ``count(num=200)`` of the camera at 1 ms exposure: the time per point minus
 the exposure and the readout is what the device, the file and the
-RunEngine add.  ``ophyd.sim``'s detector in the same plan, on the same
-RunEngine, gives the RunEngine's own share.
+RunEngine add.  Two baselines from the same run: a bare loop (pyvcam software
+trigger, the frame written with h5py and flushed, per point) and ``ophyd.sim``'s
+detector in the same plan on the same RunEngine (the RunEngine's own share).
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -95,13 +97,52 @@ def measure_camera(case: Case, num: int) -> dict[str, Any]:
     return result
 
 
+def measure_bare_loop(case: Case, num: int) -> dict[str, Any]:
+    """What a step scan needs at the least, with pyvcam and h5py alone: per point, a
+    software trigger, the frame, written and flushed (no RunEngine, no documents)."""
+    import time
+
+    with common.scratch_dir("step-bare") as folder, common.bare_camera() as camera:
+        common.configure_bare(
+            camera, port=case.port, speed=0, roi=(0, 0, case.width, case.height), metadata=False
+        )
+        camera.exp_mode = dict(camera.exp_modes)["Software Trigger Edge"]
+        appender = common.PlainAppender(folder / "bare.h5", (case.height, case.width))
+        times = []
+        camera.start_live(exp_time=round(EXPOSURE_S * 1e6), buffer_frame_count=16)
+        try:
+            with common.cpu_clock() as usage:
+                for _ in range(num):
+                    camera.sw_trigger()
+                    frame, _fps, _count = camera.poll_frame(
+                        timeout_ms=common.POLL_TIMEOUT_MS, oldestFrame=True, copyData=False
+                    )
+                    appender.append(frame["pixel_data"])
+                    appender.flush()
+                    times.append(time.monotonic())
+        finally:
+            camera.finish()
+            appender.close()
+    periods = [b - a for a, b in itertools.pairwise(times)]
+    return {
+        "points": len(times),
+        "cpu_ms_per_point": usage["cpu_s"] / num * 1e3,
+        "period_ms": {k: v * 1e3 for k, v in common.summary(periods).items()},
+    }
+
+
 def run(quick: bool) -> dict[str, Any]:
-    """Each camera case, then the reference detector, with the same ``num``."""
+    """Each camera case and its bare loop, then the reference detector, same ``num``."""
     num = 20 if quick else 200
     cases = []
     for case in CASES:
         common.settle_writeback()
-        cases.append({"case": asdict(case), "camera": measure_camera(case, num)})
+        camera = measure_camera(case, num)
+        common.settle_writeback()
+        bare = measure_bare_loop(case, num)
+        ratio = camera["period_ms"]["median"] / bare["period_ms"]["median"]
+        cases.append({"case": asdict(case), "camera": camera, "bare": bare,
+                      "camera_over_bare": ratio})  # fmt: skip
     reference = measure_reference(num)
     for entry in cases:
         camera = entry["camera"]
@@ -113,7 +154,7 @@ def run(quick: bool) -> dict[str, Any]:
 
 COLUMNS = (
     "detector", "points", "period_med", "period_max", "exp+readout", "overhead_med",
-    "overhead_max", "beyond_ref", "cpu_ms",
+    "overhead_max", "beyond_ref", "cpu_ms", "camera/bare",
 )  # fmt: skip
 
 
@@ -133,6 +174,19 @@ def table_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
                 "overhead_max": camera["overhead_ms"]["max"],
                 "beyond_ref": entry["overhead_beyond_reference_ms"],
                 "cpu_ms": camera["cpu_ms_per_point"],
+            }
+        )
+    for entry in result["cases"]:
+        bare = entry["bare"]
+        lines.append(
+            {
+                "detector": f"bare loop {entry['case']['label']}",
+                "points": bare["points"],
+                "period_med": bare["period_ms"]["median"],
+                "period_max": bare["period_ms"]["max"],
+                "beyond_ref": None,
+                "cpu_ms": bare["cpu_ms_per_point"],
+                "camera/bare": entry["camera_over_bare"],
             }
         )
     reference = result["reference"]

@@ -211,8 +211,9 @@ class EventTally:
             self.lost_before += int(doc["data"][self.key])
 
 
-def configure_device(camera: Any, point: Point) -> None:
+def configure_device(camera: Any, point: Point, compression: str = "bslz4") -> None:
     """Settings for a free-running fly scan of ``point``."""
+    camera.compression.set(compression).wait(5)
     camera.readout_port.set(point.port).wait(5)
     camera.speed_index.set(point.speed).wait(5)
     camera.roi.set((0, 0, point.width, point.height)).wait(5)
@@ -221,12 +222,12 @@ def configure_device(camera: Any, point: Point) -> None:
     camera.buffer_frames.set(point.buffer_frames).wait(5)
 
 
-def measure_device(point: Point, folder: Path) -> dict[str, Any]:
+def measure_device(point: Point, folder: Path, compression: str = "bslz4") -> dict[str, Any]:
     """The device end to end: kickoff, complete, collect (documents included)."""
     engine = common.run_engine()
     camera = common.new_device(folder)
     try:
-        configure_device(camera, point)
+        configure_device(camera, point, compression)
         tally = EventTally(camera.name)
         token = engine.subscribe(tally)
         marks: dict[str, float] = {}
@@ -273,14 +274,17 @@ def _rates(
 # ---- one point, all three ways ------------------------------------------------------
 
 
-def measure_point(point: Point, ceiling: bool) -> dict[str, Any]:
+def measure_point(point: Point, ceiling: bool, raw_too: bool = False) -> dict[str, Any]:
     """Ceiling (optional), bare and device for one setting, each in its own folder
-    (deleted straight after, so its dirty pages never reach the disk)."""
+    (deleted straight after, so its dirty pages never reach the disk).  ``raw_too``:
+    the device also without compression (``device_raw``)."""
     row: dict[str, Any] = {
         "point": asdict(point)
         | {"nominal_fps": point.nominal_fps, "buffer_frames": point.buffer_frames}
     }
     steps = [("bare", measure_bare), ("device", measure_device)]
+    if raw_too:
+        steps.append(("device_raw", lambda p, f: measure_device(p, f, "none")))
     if ceiling:
         steps.insert(0, ("ceiling", lambda p, f: measure_ceiling(p.shape, p.frames, f)))
     for name, measure in steps:
@@ -314,6 +318,8 @@ def verdict(row: dict[str, Any]) -> dict[str, Any]:
     }
     if "ceiling" in row:
         found["bare_over_ceiling_fps"] = bare["fps"] / row["ceiling"]["fps"]
+    if "device_raw" in row:
+        found["device_raw_over_bare_fps"] = row["device_raw"]["fps"] / bare["fps"]
     return found
 
 
@@ -344,8 +350,11 @@ def run(
     """Both throughput benchmarks; returns their results."""
     results: dict[str, Any] = {}
     if "full_frame" in sections:
-        rows = [measure_point(p, ceiling=True) for p in full_frame_points(quick, full_frames)]
+        points = full_frame_points(quick, full_frames)
+        rows = [measure_point(p, ceiling=True, raw_too=True) for p in points]
         results["full_frame"] = {"points": rows}
+    if "disk_burst" in sections:
+        results["disk_burst"] = disk_burst(quick, full_frames)
     if "small_roi" in sections:
         rows = []
         shapes_with_ceiling: set[tuple[int, int]] = set()
@@ -363,8 +372,9 @@ def run(
 
 
 COLUMNS = (
-    "roi", "exp_ms", "nominal", "frames", "ceiling", "bare", "device", "dev/bare", "lost_b",
-    "lost_d", "pace_b", "pace_d", "cpu_ms_b", "cpu_ms_d", "ovh_us", "coll_us",
+    "roi", "exp_ms", "nominal", "frames", "ceiling", "bare", "device", "dev/bare", "raw",
+    "lost_b", "lost_d", "lost_raw", "pace_b", "pace_d", "cpu_ms_b", "cpu_ms_d", "ovh_us",
+    "coll_us",
 )  # fmt: skip
 
 
@@ -383,8 +393,14 @@ def table_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "bare": bare["fps"],
                 "device": device["fps"],
                 "dev/bare": row["verdict"]["device_over_bare_fps"],
+                "raw": row.get("device_raw", {}).get("fps"),
                 "lost_b": bare["lost"],
                 "lost_d": device["lost"] + device["unaccounted"],
+                "lost_raw": (
+                    row["device_raw"]["lost"] + row["device_raw"]["unaccounted"]
+                    if "device_raw" in row
+                    else None
+                ),
                 "pace_b": bare["camera_pace"],
                 "pace_d": device["camera_pace"],
                 "cpu_ms_b": bare["cpu_s_per_frame"] * 1e3,
@@ -394,3 +410,40 @@ def table_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             }
         )
     return lines
+
+
+# ---- a disk burst under a fly scan ------------------------------------------------------
+
+BURST_BYTES = 1536 * common.MiB
+
+
+def _burst(folder: Path, delay_s: float) -> Any:
+    """Another process writing 1.5 GiB to the same disk, synced, starting after
+    ``delay_s`` (a colleague copying a data set)."""
+    import subprocess
+
+    script = (
+        f"sleep {delay_s}; dd if=/dev/zero of={folder / 'burst.bin'} bs=16M "
+        f"count={BURST_BYTES // (16 * common.MiB)} conv=fsync status=none"
+    )
+    return subprocess.Popen(["sh", "-c", script])
+
+
+def disk_burst(quick: bool, frames: int | None = None) -> dict[str, Any]:
+    """16-bit full frames (47 fps) through a 1.5 GiB burst from another process:
+    bare (writes in the polling loop) and the device (memory between camera and disk)."""
+    seconds = 4 if quick else 15
+    point = Point("2048x2048 16-bit", 2048, 2048, 1e-6, frames or round(seconds * 47),
+                  port="Sensitivity", speed=0)  # fmt: skip
+    row: dict[str, Any] = {"point": asdict(point) | {"nominal_fps": point.nominal_fps}}
+    for name, measure in (("bare", measure_bare), ("device", measure_device)):
+        common.settle_writeback()
+        with common.scratch_dir(f"burst-{name}") as folder:
+            burst = _burst(folder, delay_s=1.0)
+            try:
+                row[name] = measure(point, folder)
+            finally:
+                burst.wait(120)
+            row[name]["burst_finished"] = burst.returncode == 0
+    row["verdict"] = verdict(row)
+    return row

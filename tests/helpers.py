@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -173,3 +174,23 @@ def small_frame_file(path, frames: int = 2, value: int = 7) -> Path:
     with h5py.File(path, "w", libver="latest") as f:
         f["/entry/data/data"] = np.full((frames, 4, 4), value, np.uint16)
     return path
+
+
+@contextlib.contextmanager
+def small_disk(folder: Path, size: str):
+    """A file system of ``size`` (a tmpfs) mounted on ``folder``, to fill up; the test
+    is skipped, saying why, where mounting is not allowed (it needs root; CI has it)."""
+    import pytest
+
+    folder.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)

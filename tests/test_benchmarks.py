@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-SECTIONS = {"full_frame", "small_roi", "step_scan", "stall_latency", "memory"}
+SECTIONS = {"full_frame", "disk_burst", "small_roi", "step_scan", "stall_latency", "memory"}
 SIDES = {"bare", "device"}
 
 
@@ -27,7 +27,7 @@ def quick_report(tmp_path_factory) -> dict:
         [sys.executable, str(BENCHMARKS / "run.py"), "--quick", "--out", str(out)],
         capture_output=True,
         text=True,
-        timeout=200,
+        timeout=300,
         env=env,
     )
     assert done.returncode == 0, done.stderr[-4000:]
@@ -37,7 +37,7 @@ def quick_report(tmp_path_factory) -> dict:
     return report
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(360)
 def test_quick_run_reports_every_section(quick_report):
     assert {"meta", "results", "goals"} <= set(quick_report)
     assert set(quick_report["results"]) == SECTIONS
@@ -45,7 +45,7 @@ def test_quick_run_reports_every_section(quick_report):
     assert all({"goal", "value", "passed"} <= set(goal) for goal in quick_report["goals"])
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(360)
 def test_throughput_sections_compare_device_with_baselines(quick_report):
     for section in ("full_frame", "small_roi"):
         points = quick_report["results"][section]["points"]
@@ -58,22 +58,27 @@ def test_throughput_sections_compare_device_with_baselines(quick_report):
                 )
             assert "device_over_bare_fps" in point["verdict"]
         assert "ceiling" in points[0]
+    assert "device_raw" in quick_report["results"]["full_frame"]["points"][0]
+    burst = quick_report["results"]["disk_burst"]
+    assert set(burst) >= SIDES and all(burst[side]["burst_finished"] for side in SIDES)
     assert set(quick_report["results"]["small_roi"]["highest_zero_loss"]) == SIDES
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(360)
 def test_step_stall_and_memory_sections_have_their_figures(quick_report):
     results = quick_report["results"]
     for case in results["step_scan"]["cases"]:
         assert {"median", "max"} <= set(case["camera"]["overhead_ms"])
+        assert case["camera_over_bare"] > 0 and "median" in case["bare"]["period_ms"]
     assert "median" in results["step_scan"]["reference"]["period_ms"]
     for plan in ("fly", "kickoff_then_sleep"):
         assert {"median", "max"} <= set(results["stall_latency"][plan]["latency_s"])
     for run in results["memory"]["runs"]:
         assert {"start_mib", "peak_mib", "end_mib"} <= set(run)
+    assert results["memory"]["long_run"]["frames"] == 5000
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(360)
 def test_quick_run_leaves_no_frames_behind(quick_report):
     assert not list(Path(quick_report["_scratch"]).glob("ophyd-pvcam-bench-*"))
 

@@ -16,6 +16,7 @@ import sys
 
 import bluesky.plans as bp
 import pytest
+from helpers import small_disk
 
 from ophyd_pvcam import cli
 
@@ -212,16 +213,7 @@ def test_refused_demos_record_nothing(recorded, capsys, monkeypatch, tmp_path):
 
 
 def test_a_demo_the_disk_cannot_hold_is_refused_before_it_records(capsys, monkeypatch, tmp_path):
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(disk)],
-        capture_output=True,
-        text=True,
-    )
-    if mounted.returncode:
-        pytest.skip(f"cannot mount a small tmpfs here (needs root): {mounted.stderr.strip()}")
-    try:
+    with small_disk(tmp_path / "disk", "16m") as disk:
         code, _out, err = run_main(
             ["--catalog", tmp_path / "catalog", "demo", "--frames", "100", "--points", "1"],
             capsys,
@@ -232,8 +224,6 @@ def test_a_demo_the_disk_cannot_hold_is_refused_before_it_records(capsys, monkey
         assert code == 1 and len(lines) == 1, err
         assert "MiB free" in lines[0] and "for 101 frames" in lines[0]
         assert not list(disk.rglob("*.h5"))
-    finally:
-        subprocess.run(["umount", str(disk)], check=True)
 
 
 def test_the_default_catalog_not_made_yet_is_not_an_error(capsys, monkeypatch, tmp_path):

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
 import threading
 import time
 
 import bluesky.plan_stubs as bps
 import bluesky.plans as bp
+import helpers
 import numpy as np
 import pytest
 from bluesky import RunEngine
@@ -350,17 +350,8 @@ def test_reading_temperature_and_configuration_while_flying_never_touches_the_ca
 @pytest.fixture
 def small_disk(tmp_path):
     """A 48 MiB file system of its own (a tmpfs), to fill up."""
-    mountpoint = tmp_path / "disk"
-    mountpoint.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(mountpoint)],
-        capture_output=True,
-        text=True,
-    )
-    if mounted.returncode:
-        pytest.skip(f"cannot mount a small tmpfs here (needs root): {mounted.stderr.strip()}")
-    yield mountpoint
-    subprocess.run(["umount", str(mountpoint)], check=True)
+    with helpers.small_disk(tmp_path / "disk", "48m") as folder:
+        yield folder
 
 
 def test_a_full_disk_fails_the_plan_in_one_line_and_keeps_a_readable_file(
@@ -405,3 +396,23 @@ def test_a_full_disk_fails_the_plan_in_one_line_and_keeps_a_readable_file(
         RE(bp.fly([cam]))  # space again: the next plan works
     finally:
         cam.close()
+
+
+def test_collecting_while_completing_hands_over_frames_as_they_come(cam, RE, catalog):
+    """bluesky's collect_while_completing: collect every 0.1 s while the camera runs;
+    each collect hands over what is on disk, the camera runs on."""
+    fast_small(cam, 400)
+    stream_datums = []
+    RE.subscribe(lambda name, doc: stream_datums.append(doc), "stream_datum")
+
+    def plan():
+        yield from bps.open_run()
+        yield from bps.kickoff(cam, wait=True)
+        yield from bps.collect_while_completing([cam], [cam], flush_period=0.1)
+        return (yield from bps.close_run())
+
+    RE(plan())
+    uid = RE.recorder.of("stop")[-1]["run_start"]
+    assert list(catalog[uid]["cam"]["cam_frame_number"].read()) == list(range(1, 401))
+    images = [d for d in stream_datums if d["indices"]["stop"] > d["indices"]["start"]]
+    assert len(images) >= 2 * 4  # several collects (four keys each) while it ran
