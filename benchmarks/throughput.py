@@ -417,21 +417,22 @@ def table_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 BURST_BYTES = 1536 * common.MiB
 
 
-def _burst(folder: Path, delay_s: float) -> Any:
+def _burst(folder: Path, delay_s: float, size: int = BURST_BYTES) -> Any:
     """Another process writing 1.5 GiB to the same disk, synced, starting after
     ``delay_s`` (a colleague copying a data set)."""
     import subprocess
 
     script = (
         f"sleep {delay_s}; dd if=/dev/zero of={folder / 'burst.bin'} bs=16M "
-        f"count={BURST_BYTES // (16 * common.MiB)} conv=fsync status=none"
+        f"count={size // (16 * common.MiB)} conv=fsync status=none"
     )
     return subprocess.Popen(["sh", "-c", script])
 
 
 def disk_burst(quick: bool, frames: int | None = None) -> dict[str, Any]:
-    """16-bit full frames (47 fps) through a 1.5 GiB burst from another process:
-    bare (writes in the polling loop) and the device (memory between camera and disk)."""
+    """16-bit full frames (47 fps) through a 1.5 GiB burst from another process (256 MiB
+    in a quick run): bare (writes in its polling loop) and the device (memory between
+    camera and disk)."""
     seconds = 4 if quick else 15
     point = Point("2048x2048 16-bit", 2048, 2048, 1e-6, frames or round(seconds * 47),
                   port="Sensitivity", speed=0)  # fmt: skip
@@ -439,7 +440,7 @@ def disk_burst(quick: bool, frames: int | None = None) -> dict[str, Any]:
     for name, measure in (("bare", measure_bare), ("device", measure_device)):
         common.settle_writeback()
         with common.scratch_dir(f"burst-{name}") as folder:
-            burst = _burst(folder, delay_s=1.0)
+            burst = _burst(folder, delay_s=1.0, size=256 * common.MiB if quick else BURST_BYTES)
             try:
                 row[name] = measure(point, folder)
             finally:

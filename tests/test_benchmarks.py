@@ -90,11 +90,11 @@ def test_profile_parser_reads_py_spy_samples():
     finally:
         sys.path.remove(str(BENCHMARKS))
     samples = [
-        "thread (11): cam-acquisition;Acquisition._run (ophyd_pvcam/acquisition.py:1);"
-        "FrameWriter.append (ophyd_pvcam/writer.py:2) 3",
+        "thread (11): cam-writer;FrameWriter._run (ophyd_pvcam/writer.py:1);"
+        "FrameFile.write (ophyd_pvcam/writer.py:2) 3",
         "thread (12): bluesky-run-engine;RunBundler.collect (bluesky/bundlers.py:3) 1",
     ]
     profile = hot_path.parse_collapsed(samples)
     assert profile["samples"] == 4
-    assert profile["threads_pct"] == {"acquisition thread": 75.0, "RunEngine loop": 25.0}
-    assert profile["self_pct"][0] == ["FrameWriter.append (ophyd_pvcam/writer.py)", 75.0]
+    assert profile["threads_pct"] == {"writer thread": 75.0, "RunEngine loop": 25.0}
+    assert profile["self_pct"][0] == ["FrameFile.write (ophyd_pvcam/writer.py)", 75.0]
