@@ -29,7 +29,7 @@ from .live import LiveStream
 from .memory import FrameQueue
 from .owner import CameraOwner, Stream
 from .runs import current_run
-from .settings import Settings, SettingsChecker
+from .settings import Settings, SettingsChecker, automatic_memory_buffer_mib
 from .signals import CameraStatus, ProgressStatus
 from .stall import StallMonitor, announce_failure
 from .step import StepSession
@@ -155,7 +155,8 @@ class CameraController:
     def _frame_queue(self, settings: Settings) -> FrameQueue:
         """The memory between camera and disk, kept while the frame size stays."""
         shape = settings.image_shape
-        slots = max(2, (settings.memory_buffer << 20) // settings.frame_bytes)
+        mib = settings.memory_buffer or automatic_memory_buffer_mib()
+        slots = max(2, (mib << 20) // settings.frame_bytes)
         frames = self._frames
         if frames is None or frames.shape != shape or frames.capacity != slots:
             if frames is not None:
@@ -247,7 +248,7 @@ class CameraController:
                 self.last = step
                 self._staged = settings
             elif settings != self._staged:  # settings changed between points: restart
-                step.change_setup(restart=True)
+                step.restart_camera()
                 setup = self._prepare(settings, self._step_trigger_mode(settings))
                 step.ctx.setup = setup
                 self._set_stall_timeout(settings, setup)

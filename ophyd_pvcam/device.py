@@ -80,7 +80,7 @@ class PrimeBSI(Device):
     fan_speed = Cpt(SettingSignal, value="", kind="config")
     stall_timeout = Cpt(SettingSignal, value=0.0, kind="config", doc="seconds; 0: automatic")
     memory_buffer = Cpt(
-        SettingSignal, value=1024, kind="config", doc="MiB of frames waiting for the disk"
+        SettingSignal, value=0, kind="config", doc="MiB of frames waiting for the disk; 0: auto"
     )
     compression = Cpt(
         SettingSignal, value="bslz4", kind="config", doc='"bslz4" (bitshuffle + LZ4) or "none"'

@@ -41,7 +41,6 @@ class FrameQueue:
         self._filled: deque = deque()
         self._lock = threading.Condition()
         self._closed = False
-        self.peak = 0  # most slots full at once
         self._touch(min(capacity, max(2, TOUCH_FIRST_BYTES // max(frame_bytes, 1))))
         self._toucher = threading.Thread(target=self._touch_ahead, name="frame-queue", daemon=True)
         self._toucher.start()
@@ -68,7 +67,6 @@ class FrameQueue:
         """Hand a filled slot (and what to do with it) to the writer."""
         with self._lock:
             self._filled.append((slot, item))
-            self.peak = max(self.peak, len(self._filled))
             self._lock.notify_all()
 
     def get(self, timeout: float) -> tuple[int, Any] | None:

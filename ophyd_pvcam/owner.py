@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 import numpy as np
 
@@ -264,12 +264,3 @@ class CameraOwner:
 
 def _nothing() -> None:
     pass
-
-
-def call_quietly(owner: CameraOwner, fn: Callable[[CameraBackend], Any]) -> Any:
-    """``owner.call(fn)``, logging instead of raising (for clean-up paths)."""
-    try:
-        return owner.call(fn)
-    except Exception:
-        log.exception("%s: camera call failed", owner.name)
-        return None

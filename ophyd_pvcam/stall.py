@@ -68,11 +68,6 @@ class StallMonitor:
                 self._armed = (token, float(timeout), on_stall)
                 self._condition.notify_all()
 
-    @property
-    def timeout(self) -> float | None:
-        armed = self._armed
-        return None if armed is None else armed[1]
-
     def disarm(self, token: int | None = None) -> None:
         """Stop watching (only if ``token`` is still the current arming, when given)."""
         with self._condition:

@@ -98,11 +98,10 @@ class StepSession(Session):
         """A trigger() waits for frames."""
         return self._pending is not None and not self.closed
 
-    def change_setup(self, restart: bool) -> None:
-        """Settings other than the frame layout changed between points: the next trigger
-        starts the camera afresh with them (the caller has applied them)."""
-        if restart:
-            self.stop_camera()
+    def restart_camera(self) -> None:
+        """Settings other than the frame layout changed between points: stop the camera;
+        the next trigger starts it afresh with them (the caller applies them)."""
+        self.stop_camera()
 
     def pause(self) -> None:
         """The RunEngine pauses: the camera stops (nothing streams while paused); a point

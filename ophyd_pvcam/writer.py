@@ -24,6 +24,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,7 +116,8 @@ class FrameFile:
         self.path = path
         self.shape = tuple(int(n) for n in shape)
         self.compression = compression
-        self._codec = Bslz4(self.shape) if compression == "bslz4" else None
+        # two: the writer thread compresses one frame while a helper compresses the next
+        self._codecs = [Bslz4(self.shape), Bslz4(self.shape)] if compression == "bslz4" else None
         self._records = {name: np.zeros(GROW_FRAMES, dtype) for name, dtype in RECORDS.items()}
         self.rows = 0  # rows written (the highest written + 1)
         self._flushed = 0  # records on disk up to here
@@ -154,13 +156,21 @@ class FrameFile:
         h, w = self.shape
         return h * w * 2
 
-    def write(self, row: Row, pixels: np.ndarray) -> None:
+    @property
+    def compresses(self) -> bool:
+        return self._codecs is not None
+
+    def chunk(self, pixels: np.ndarray, lane: int = 0) -> np.ndarray:
+        """The chunk to store for ``pixels`` (compressed with buffer ``lane``, 0 or 1:
+        valid until that lane is used again)."""
+        pixels = np.ascontiguousarray(pixels, np.uint16)
+        return pixels if self._codecs is None else self._codecs[lane].chunk(pixels)
+
+    def write(self, row: Row, pixels: np.ndarray, chunk: np.ndarray | None = None) -> None:
         data = self._data
         if row.row >= data.shape[0]:  # resizing per frame would cost more than the frame
             data.resize(row.row + GROW_FRAMES, axis=0)
-        pixels = np.ascontiguousarray(pixels, np.uint16)
-        chunk = pixels if self._codec is None else self._codec.chunk(pixels)
-        data.id.write_direct_chunk((row.row, 0, 0), chunk)
+        data.id.write_direct_chunk((row.row, 0, 0), self.chunk(pixels) if chunk is None else chunk)
         if row.row >= len(self._records["frame_number"]):
             for name, values in self._records.items():
                 self._records[name] = np.resize(values, 2 * (row.row + 1))
@@ -266,6 +276,15 @@ class FrameWriter:
         self._flush_requested = False
         self._flush_failed = False
         self._stop = False
+        # compressing takes longer than writing: the next frame is compressed on a helper
+        # thread (the library releases the GIL) while this one is, so both cores work
+        self._helper = (
+            ThreadPoolExecutor(1, thread_name_prefix=f"{name}-compress")
+            if file.compresses
+            else None
+        )
+        self._ahead: tuple | None = None  # the next item, being compressed
+        self._taken = 0
         self._thread = threading.Thread(target=self._run, name=f"{name}-writer", daemon=True)
         self._thread.start()
 
@@ -312,31 +331,54 @@ class FrameWriter:
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
+    def _take(self, timeout: float) -> tuple | None:
+        """The next item (slot, (row, flush)), the future of its chunk if it is being
+        compressed ahead, and its compression lane; the one after it starts compressing."""
+        if self._ahead is not None:
+            taken, self._ahead = self._ahead, None
+        else:
+            item = self._queue.get(timeout)
+            if item is None:
+                return None
+            taken = (item, None, self._taken % 2)
+            self._taken += 1
+        if self._helper is not None and self.error is None:
+            following = self._queue.get(0)
+            if following is not None:
+                lane = self._taken % 2
+                self._taken += 1
+                pixels = self._queue.buffer(following[0])
+                self._ahead = (following, self._helper.submit(self.file.chunk, pixels, lane), lane)
+        return taken
+
     def _run(self) -> None:
         last_flush = time.monotonic()
         while True:
-            item = self._queue.get(0.1)
+            taken = self._take(0.1)
             flush_now = False
-            if item is not None:
-                slot, (row, flush_now) = item
+            if taken is not None:
+                (slot, (row, flush_now)), ahead, lane = taken
                 try:
-                    self._write(row, self._queue.buffer(slot))
+                    pixels = self._queue.buffer(slot)
+                    self._write(row, pixels, ahead, lane)
                 finally:
                     self._queue.release(slot)
                 self.processed += 1
-            idle = self._queue.depth == 0
+            idle = self._queue.depth == 0 and self._ahead is None
             now = time.monotonic()
             due = flush_now or (self._flush_requested and idle)
             if due or now - last_flush >= FLUSH_INTERVAL_S:
                 self._flush_requested = False
                 self._flush()
                 last_flush = now
-            if item is not None or idle:
+            if taken is not None or idle:
                 self._on_progress(self.processed, self.flushed)
             with self._condition:
                 self._condition.notify_all()
                 if self._stop and idle and self.processed >= self.submitted:
                     break
+        if self._helper is not None:
+            self._helper.shutdown()
         self._flush()
         self._on_progress(self.processed, self.flushed)
         with self._condition:
@@ -354,7 +396,7 @@ class FrameWriter:
             return
         self.flushed = self.processed
 
-    def _write(self, row: Row, pixels: np.ndarray) -> None:
+    def _write(self, row: Row, pixels: np.ndarray, ahead=None, lane: int = 0) -> None:
         if self.error is not None:
             return  # counted lost by the session
         self._unchecked += pixels.nbytes
@@ -366,7 +408,8 @@ class FrameWriter:
                                      "closes cleanly)"))  # fmt: skip
                 return
         try:
-            self.file.write(row, pixels)
+            chunk = ahead.result() if ahead is not None else self.file.chunk(pixels, lane)
+            self.file.write(row, pixels, chunk)
         except (OSError, RuntimeError) as error:
             self._fail(error)
             return

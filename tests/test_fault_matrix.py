@@ -1,6 +1,7 @@
-"""Every plan shape against every way an acquisition can end: 3 plans x 9 endings.
+"""Every plan shape against every way an acquisition can end: 3 plans x 10 endings (the
+issue's 9, and RE.halt()).
 
-For each of the 27 combinations: the plan ends as it should (exception, exit status);
+For each of the 30 combinations: the plan ends as it should (exception, exit status);
 the camera has stopped when ``RE()`` returns; the run replays, in a new process,
 exactly the frames that are in the file (by the frame numbers the simulator stamps
 into the pixels), and those are the frames expected; the next plan works.
@@ -28,7 +29,7 @@ from ophyd.sim import SynAxis
 
 import ophyd_pvcam.sim as sim
 
-pytestmark = pytest.mark.timeout(600)  # the first test runs all 27 scenarios
+pytestmark = pytest.mark.timeout(600)  # the first test runs all 30 scenarios
 
 PLANS = ("count", "scan", "fly")
 FAULTS = (
@@ -40,9 +41,10 @@ FAULTS = (
     "drop",
     "abort",
     "stop",
+    "halt",
     "ctrl_c_abort",
 )
-INTERRUPTS = ("abort", "stop", "ctrl_c_abort")
+INTERRUPTS = ("abort", "stop", "halt", "ctrl_c_abort")
 COUNT_POINTS, SCAN_POINTS, FRAMES_PER_POINT, FLY_FRAMES = 10, 5, 3, 150
 FAULT_AT = {"count": 4, "scan": 4, "fly": 40}  # frames before the fault
 INTERRUPT_AT = {"count": 5, "scan": 7, "fly": 60}
@@ -108,6 +110,8 @@ def _interrupter(RE, plan: str, fault: str) -> threading.Thread:
             RE.abort("the matrix aborts")
         elif fault == "stop":
             RE.stop()
+        elif fault == "halt":
+            RE.halt()
         else:
             os.kill(os.getpid(), signal.SIGINT)
             threading.Event().wait(0.1)
@@ -188,7 +192,7 @@ print(json.dumps(result))
 
 @pytest.fixture(scope="module")
 def matrix(data_dir, catalog, tmp_path_factory):
-    """Run all 27 scenarios on one camera, then replay every run in one new process."""
+    """Run all 30 scenarios on one camera, then replay every run in one new process."""
     from bluesky import RunEngine
     from bluesky_tiled_plugins import TiledWriter
     from conftest import Recorder
@@ -254,6 +258,7 @@ OUTCOME = {
     "disconnect": ("CameraLostError", "fail"),
     "abort": ("RunEngineInterrupted", "abort"),
     "stop": ("RunEngineInterrupted", "success"),
+    "halt": ("RunEngineInterrupted", "abort"),
     "ctrl_c_abort": ("RunEngineInterrupted", "abort"),
 }
 
@@ -263,7 +268,7 @@ OUTCOME = {
 def test_every_ending_leaves_a_stopped_camera_and_a_run_that_replays_the_file(matrix, plan, fault):
     outcome = matrix[plan, fault]
     raised, exit_status = OUTCOME[fault]
-    if fault in ("abort", "stop"):  # from another thread, RE() may or may not raise
+    if fault in ("abort", "stop", "halt"):  # from another thread, RE() may or may not raise
         raised = outcome.raised if outcome.raised in (None, "RunEngineInterrupted") else raised
     assert (outcome.raised, outcome.exit_status) == (raised, exit_status), outcome.message
     assert outcome.camera_stopped

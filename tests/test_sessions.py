@@ -184,10 +184,10 @@ def test_a_full_disk_fails_the_fly_naming_the_folder_and_keeps_what_was_written(
 ):
     write = FrameFile.write
 
-    def write_until_full(self, row, pixels):
+    def write_until_full(self, row, pixels, chunk=None):
         if row.row >= 30:
             raise OSError(errno.ENOSPC, "No space left on device")
-        write(self, row, pixels)
+        write(self, row, pixels, chunk)
 
     monkeypatch.setattr(FrameFile, "write", write_until_full)
     cam.num_frames.put(100)
@@ -327,9 +327,9 @@ def test_frames_are_lost_to_memory_only_when_it_is_full_and_counted_so(tmp_path,
     disk = threading.Event()
     write = FrameFile.write
 
-    def stalled_disk(self, row, pixels):
+    def stalled_disk(self, row, pixels, chunk=None):
         disk.wait(DEADLINE)
-        write(self, row, pixels)
+        write(self, row, pixels, chunk)
 
     monkeypatch.setattr(FrameFile, "write", stalled_disk)
     cam = PrimeBSI("cam", backend=lambda: fake, write_path=tmp_path)
