@@ -405,6 +405,9 @@ def test_collecting_while_completing_hands_over_frames_as_they_come(cam, RE, cat
     """bluesky's collect_while_completing: collect every 0.1 s while the camera runs;
     each collect hands over what is on disk, the camera runs on."""
     fast_small(cam, 400)
+    # about collecting, not keeping up: a camera buffer for the whole run, so a loaded
+    # machine that starves the owner thread for 0.5 s cannot lose frames here
+    cam.buffer_frames.set(512).wait(5)
     stream_datums = []
     RE.subscribe(lambda name, doc: stream_datums.append(doc), "stream_datum")
 

@@ -18,10 +18,11 @@ import numpy as np
 import pytest
 from bluesky import RunEngine
 
-from ophyd_pvcam import AcquisitionInterrupted, CameraAcquisitionError, DiskError, PrimeBSI
+from ophyd_pvcam import AcquisitionInterrupted, CameraAcquisitionError, DiskError, PrimeBSI, writer
 from ophyd_pvcam.errors import FrameStallError
+from ophyd_pvcam.memory import FrameQueue
 from ophyd_pvcam.testing import FakeBackend, fake_frame_number
-from ophyd_pvcam.writer import FrameFile
+from ophyd_pvcam.writer import FrameFile, Row
 
 DEADLINE = 10.0
 
@@ -354,14 +355,17 @@ def test_frames_are_lost_to_memory_only_when_it_is_full_and_counted_so(tmp_path,
         cam.close()
 
 
-def test_compressed_frames_read_back_pixel_identical(cam):
+@pytest.mark.parametrize("parallel", [False, True], ids=["one-thread", "two-threads"])
+def test_compressed_frames_read_back_pixel_identical(cam, monkeypatch, parallel):
+    # big frames compress on two threads, one frame ahead: each must still land in its row
+    monkeypatch.setattr(writer, "PARALLEL_MIN_BYTES", 0 if parallel else 1 << 40)
     cam.compression.put("bslz4")
-    fly(cam, 20)
+    fly(cam, 200)
     path = only_file(cam)
     with h5py.File(path, "r") as f:
         dataset = f["/entry/data/data"]
         assert "32008" in dataset._filters  # bitshuffle/LZ4, the HDF5 filter
-        assert [fake_frame_number(frame) for frame in dataset[()]] == list(range(1, 21))
+        assert [fake_frame_number(frame) for frame in dataset[()]] == list(range(1, 201))
 
 
 @pytest.mark.parametrize("value", ["zip", "", None, 1])
@@ -379,3 +383,24 @@ def test_a_scan_during_a_live_view_is_refused_at_once(cam):
     finally:
         live.stop()
     assert fly(cam, 5) == [1, 2, 3, 4, 5]
+
+
+def test_a_backlog_compressed_on_two_threads_lands_row_for_row(tmp_path):
+    # a full queue before the writer starts: every frame after the first is compressed on
+    # the helper while the one before it is written, so a shared buffer would show
+    rng = np.random.default_rng(7)
+    frames = rng.integers(0, 2048, (40, 512, 1024), dtype=np.uint16)  # 1 MiB each
+    queue = FrameQueue((512, 1024), np.uint16, capacity=len(frames))
+    for number, pixels in enumerate(frames):
+        slot = queue.slot()
+        queue.buffer(slot)[...] = pixels
+        queue.put(slot, (Row(number, number + 1, 0.0, 0.0, 0.0, 0), False))
+    file = FrameFile(tmp_path / "f.h5", (512, 1024), {}, compression="bslz4")
+    assert file.compresses_in_parallel
+    frame_writer = writer.FrameWriter(file, queue, on_progress=lambda *_: None)
+    frame_writer.submitted = len(frames)
+    assert frame_writer.drain(DEADLINE)
+    frame_writer.stop(DEADLINE)
+    file.close(keep=len(frames))
+    with h5py.File(tmp_path / "f.h5", "r") as f:
+        np.testing.assert_array_equal(f["/entry/data/data"][()], frames)

@@ -10,9 +10,9 @@ import ophyd_pvcam.sim as sim
 POLL_MS = 1000
 
 
-def _small_live(camera, exposure_ms: int = 2) -> None:
+def _small_live(camera, exposure_ms: int = 2, buffer_frames: int = 16) -> None:
     camera.set_roi(0, 0, 128, 128)
-    camera.start_live(exp_time=exposure_ms, buffer_frame_count=16)
+    camera.start_live(exp_time=exposure_ms, buffer_frame_count=buffer_frames)
 
 
 def _collect(camera, count: int) -> list[int]:
@@ -48,7 +48,9 @@ def test_stall_injected_into_a_running_acquisition_counts_from_its_start(camera)
 
 def test_a_stall_with_a_duration_resumes_by_itself(camera):
     sim.inject_fault("stall", after_frames=5, duration=0.5)
-    _small_live(camera)
+    # pixels are copied after the frame is handed over: on a loaded machine 16 slots
+    # (32 ms) can wrap under the reader; 64 slots of 5 ms leave it 0.3 s
+    _small_live(camera, exposure_ms=5, buffer_frames=64)
     try:
         numbers = [
             sim.frame_number(camera.poll_frame(timeout_ms=3000)[0]["pixel_data"]) for _ in range(15)
