@@ -43,6 +43,7 @@ from .writer import FrameFile, FrameWriter, Row, check_free_space
 
 log = logging.getLogger(__name__)
 summary = logging.getLogger("ophyd_pvcam.summary")  # one line per acquisition
+RAISED = "ophyd_pvcam_raised"  # a log record's attribute: this failure is also raised
 
 STOP_TIMEOUT_S = 30.0  # a camera stop and the writer's flush, however slow the disk
 PROGRESS_INTERVAL_S = 0.1
@@ -244,7 +245,9 @@ class Session:
                 return
             error = FrameStallError(self.ctx.diagnose(self, silent_for))
             self.stall = error
-        log.error("%s", error)
+        # for the log file; the error itself reaches the caller (RAISED: a terminal that
+        # shows both would print the diagnosis twice)
+        log.error("%s", error, extra={RAISED: True})
         self.ctx.report(self)
         self.fail(error)
 

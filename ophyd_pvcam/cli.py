@@ -1272,6 +1272,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_ShownElsewhere(args.verbose))
     try:
         return args.run(args)
     except CliError as error:
@@ -1293,8 +1295,32 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # 'ophyd-pvcam runs | head': the reader has gone, stop quietly
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - nothing more may reach the pipe
         return EXIT_OK
-    print(f"ophyd-pvcam: error: {' '.join(message.split())}", file=sys.stderr)
+    # a diagnosis keeps its lines (what stopped, the camera, the settings, the data, what
+    # to do); anything else is one line
+    lines = [" ".join(line.split()) for line in message.splitlines() if line.strip()]
+    print("ophyd-pvcam: error: " + "\n  ".join(lines), file=sys.stderr)
     return code
+
+
+class _ShownElsewhere(logging.Filter):
+    """Keeps off the terminal's log lines what the user sees anyway: acquisition
+    summaries (printed by their own handler), a failure that is raised (printed once, as
+    the command's error) and bluesky's "Run aborted" traceback for it; ``-v`` shows the
+    last two as well."""
+
+    def __init__(self, verbose: bool):
+        super().__init__()
+        self.verbose = verbose
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from ._session import RAISED
+
+        if record.name == "ophyd_pvcam.summary" and logging.getLogger(record.name).handlers:
+            return False
+        if self.verbose:
+            return True
+        aborted = record.name.startswith("bluesky") and record.exc_info is not None
+        return not (aborted or getattr(record, RAISED, False))
 
 
 if __name__ == "__main__":

@@ -288,3 +288,27 @@ def test_a_library_user_still_gets_the_exception(tmp_path):
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
     )
     assert result.stdout.strip() == "FaultSpecError", result.stderr
+
+
+def test_a_stalled_demo_reports_the_diagnosis_once_without_a_traceback(tmp_path):
+    """The stall is an acquisition failure, exit 1: the summary line once, then the
+    diagnosis once as the command's error, its lines kept; no 'Run aborted' traceback
+    and no second copy from the library's log."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPHYD_PVCAM")}
+    env.update(OPHYD_PVCAM_DATA=str(tmp_path / "data"), OPHYD_PVCAM_SIM_FAULTS="stall:after=40")
+    result = subprocess.run(
+        [sys.executable, "-m", "ophyd_pvcam.cli", "--catalog", str(tmp_path / "catalog"),
+         "demo", "--camera", "sim", "--points", "2", "--frames", "100", "--exposure", "0.005"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )  # fmt: skip
+    both = result.stdout + result.stderr
+    assert result.returncode == 1, both
+    assert both.count("frames stopped during a fly scan") == 1, both
+    assert both.count("frames written to") == 1, both
+    assert "Traceback" not in both and "Run aborted" not in both, both
+    error = result.stderr[result.stderr.index("ophyd-pvcam: error: ") :].splitlines()
+    assert error[0].startswith("ophyd-pvcam: error: cam: frames stopped"), both
+    assert any(line.startswith("  Data: ") for line in error[1:]), both
