@@ -136,9 +136,12 @@ def run(quick: bool) -> dict[str, Any]:
     num = 20 if quick else 200
     cases = []
     for case in CASES:
+        frame_bytes = case.width * case.height * 2
         common.settle_writeback()
+        common.recycle_page_cache(num * frame_bytes)
         camera = measure_camera(case, num)
         common.settle_writeback()
+        common.recycle_page_cache(num * frame_bytes)
         bare = measure_bare_loop(case, num)
         ratio = camera["period_ms"]["median"] / bare["period_ms"]["median"]
         cases.append({"case": asdict(case), "camera": camera, "bare": bare,

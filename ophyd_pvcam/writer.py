@@ -24,7 +24,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,7 +52,7 @@ RECORDS = {  # per-row records beside the images
 }
 LOST_NUMBERS = "lost_frame_numbers"
 RESERVE_MIN_BYTES = 32 << 20  # kept free so a file can always be flushed and closed cleanly
-# Frames at least this big are compressed on two threads.  Handing a frame to a helper costs
+# Frames at least this big are compressed in halves on two threads.  A hand-off costs
 # tens of microseconds of Python and GIL traffic: at 128 x 32 (6 kHz) that slowed the camera
 # to two thirds of its rate, while a 512 x 512 frame compresses in ~0.3 ms on one core.
 PARALLEL_MIN_BYTES = 1 << 20
@@ -120,8 +120,7 @@ class FrameFile:
         self.path = path
         self.shape = tuple(int(n) for n in shape)
         self.compression = compression
-        # two: the writer thread compresses one frame while a helper compresses the next
-        self._codecs = [Bslz4(self.shape), Bslz4(self.shape)] if compression == "bslz4" else None
+        self._codec = Bslz4(self.shape) if compression == "bslz4" else None
         self._records = {name: np.zeros(GROW_FRAMES, dtype) for name, dtype in RECORDS.items()}
         self.rows = 0  # rows written (the highest written + 1)
         self._allocated = 0  # rows the dataset has room for (asking HDF5 costs per frame)
@@ -163,14 +162,14 @@ class FrameFile:
 
     @property
     def compresses_in_parallel(self) -> bool:
-        """Worth compressing the next frame on a helper thread while this one is."""
-        return self._codecs is not None and self.frame_bytes >= PARALLEL_MIN_BYTES
+        """Worth compressing each frame in halves on two threads."""
+        return self._codec is not None and self.frame_bytes >= PARALLEL_MIN_BYTES
 
-    def chunk(self, pixels: np.ndarray, lane: int = 0) -> np.ndarray:
-        """The chunk to store for ``pixels`` (compressed with buffer ``lane``, 0 or 1:
-        valid until that lane is used again)."""
+    def chunk(self, pixels: np.ndarray, pool: Executor | None = None) -> np.ndarray:
+        """The chunk to store for ``pixels`` (compressed in halves on ``pool`` and this
+        thread if given; valid until the next call)."""
         pixels = np.ascontiguousarray(pixels, np.uint16)
-        return pixels if self._codecs is None else self._codecs[lane].chunk(pixels)
+        return pixels if self._codec is None else self._codec.chunk(pixels, pool)
 
     def write(self, row: Row, pixels: np.ndarray, chunk: np.ndarray | None = None) -> None:
         data = self._data
@@ -283,15 +282,13 @@ class FrameWriter:
         self._flush_requested = False
         self._flush_failed = False
         self._stop = False
-        # compressing takes longer than writing: the next frame is compressed on a helper
-        # thread (the library releases the GIL) while this one is, so both cores work
+        # compressing takes longer than writing: a big frame is compressed in halves, one
+        # on a helper thread (the library releases the GIL), so both cores work
         self._helper = (
             ThreadPoolExecutor(1, thread_name_prefix=f"{name}-compress")
             if file.compresses_in_parallel
             else None
         )
-        self._ahead: tuple | None = None  # the next item, being compressed
-        self._taken = 0
         self._thread = threading.Thread(target=self._run, name=f"{name}-writer", daemon=True)
         self._thread.start()
 
@@ -338,47 +335,26 @@ class FrameWriter:
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
-    def _take(self, timeout: float) -> tuple | None:
-        """The next item (slot, (row, flush)), the future of its chunk if it is being
-        compressed ahead, and its compression lane; the one after it starts compressing."""
-        if self._ahead is not None:
-            taken, self._ahead = self._ahead, None
-        else:
-            item = self._queue.get(timeout)
-            if item is None:
-                return None
-            taken = (item, None, self._taken % 2)
-            self._taken += 1
-        if self._helper is not None and self.error is None:
-            following = self._queue.get(0)
-            if following is not None:
-                lane = self._taken % 2
-                self._taken += 1
-                pixels = self._queue.buffer(following[0])
-                self._ahead = (following, self._helper.submit(self.file.chunk, pixels, lane), lane)
-        return taken
-
     def _run(self) -> None:
         last_flush = time.monotonic()
         while True:
-            taken = self._take(0.1)
+            item = self._queue.get(0.1)
             flush_now = False
-            if taken is not None:
-                (slot, (row, flush_now)), ahead, lane = taken
+            if item is not None:
+                slot, (row, flush_now) = item
                 try:
-                    pixels = self._queue.buffer(slot)
-                    self._write(row, pixels, ahead, lane)
+                    self._write(row, self._queue.buffer(slot))
                 finally:
                     self._queue.release(slot)
                 self.processed += 1
-            idle = self._queue.depth == 0 and self._ahead is None
+            idle = self._queue.depth == 0
             now = time.monotonic()
             due = flush_now or (self._flush_requested and idle)
             if due or now - last_flush >= FLUSH_INTERVAL_S:
                 self._flush_requested = False
                 self._flush()
                 last_flush = now
-            if taken is not None or idle:
+            if item is not None or idle:
                 self._on_progress(self.processed, self.flushed)
             with self._condition:
                 self._condition.notify_all()
@@ -403,7 +379,7 @@ class FrameWriter:
             return
         self.flushed = self.processed
 
-    def _write(self, row: Row, pixels: np.ndarray, ahead=None, lane: int = 0) -> None:
+    def _write(self, row: Row, pixels: np.ndarray) -> None:
         if self.error is not None:
             return  # counted lost by the session
         self._unchecked += pixels.nbytes
@@ -415,8 +391,7 @@ class FrameWriter:
                                      "closes cleanly)"))  # fmt: skip
                 return
         try:
-            chunk = ahead.result() if ahead is not None else self.file.chunk(pixels, lane)
-            self.file.write(row, pixels, chunk)
+            self.file.write(row, pixels, self.file.chunk(pixels, self._helper))
         except (OSError, RuntimeError) as error:
             self._fail(error)
             return

@@ -357,7 +357,7 @@ def test_frames_are_lost_to_memory_only_when_it_is_full_and_counted_so(tmp_path,
 
 @pytest.mark.parametrize("parallel", [False, True], ids=["one-thread", "two-threads"])
 def test_compressed_frames_read_back_pixel_identical(cam, monkeypatch, parallel):
-    # big frames compress on two threads, one frame ahead: each must still land in its row
+    # big frames compress in halves on two threads: each must still land whole in its row
     monkeypatch.setattr(writer, "PARALLEL_MIN_BYTES", 0 if parallel else 1 << 40)
     cam.compression.put("bslz4")
     fly(cam, 200)
@@ -386,8 +386,9 @@ def test_a_scan_during_a_live_view_is_refused_at_once(cam):
 
 
 def test_a_backlog_compressed_on_two_threads_lands_row_for_row(tmp_path):
-    # a full queue before the writer starts: every frame after the first is compressed on
-    # the helper while the one before it is written, so a shared buffer would show
+    # a full queue before the writer starts, so the writer goes flat out: every frame is
+    # compressed in halves on two threads, and a half out of place or from another frame
+    # would show
     rng = np.random.default_rng(7)
     frames = rng.integers(0, 2048, (40, 512, 1024), dtype=np.uint16)  # 1 MiB each
     queue = FrameQueue((512, 1024), np.uint16, capacity=len(frames))
