@@ -104,6 +104,7 @@ class Session:
         self.writer = FrameWriter(
             self.file, ctx.frames, self._written, self._row_written, name=ctx.name
         )
+        self.writer.start()
         if ctx.run is not None:
             when_run_ends(ctx.run, self.run_ended)
         log.info("%s: %s session writing to %s", self.name, self.kind, self.path)

@@ -8,13 +8,16 @@ slot is full, and it is counted with that reason.
 Slots are reused last-freed-first, so while the disk keeps up a handful of warm
 slots do all the work.  Memory is touched (the kernel maps pages on first write,
 at well under 1 GB/s) by a helper thread that keeps a margin of touched slots ahead
-of the deepest slot used, so the owner thread never pays for a page fault and an
-idle pool costs no more than its margin.
+of the deepest slot used, so the owner thread does not pay for page faults and an
+idle pool costs no more than its margin.  Only when the backlog grows faster than the
+helper can map (fresh memory in a VM maps at ~0.5 GB/s; full frames arrive at 0.8 GB/s)
+does the owner take an unmapped slot from the far end: page faults beat a lost frame.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from typing import Any
 
@@ -38,6 +41,8 @@ class FrameQueue:
         self._free: list[int] = []
         self._fresh = 0  # slots below this have been handed out at least once
         self._touched = 0  # slots below this have had their pages mapped
+        self._touching = 0  # the toucher is mapping the slots below this
+        self._top = capacity  # slots from here up were handed out unmapped (see slot())
         self._filled: deque = deque()
         self._lock = threading.Condition()
         self._closed = False
@@ -51,14 +56,25 @@ class FrameQueue:
 
     def slot(self) -> int | None:
         """A free slot, or None if all are full (the caller counts the frame lost)."""
+        deadline = time.monotonic() + 1.0
         with self._lock:
-            if self._free:
-                return self._free.pop()
-            if self._fresh < self._touched:
-                self._fresh += 1
-                self._lock.notify_all()  # the toucher keeps its margin
-                return self._fresh - 1
-            return None
+            while True:
+                if self._free:
+                    return self._free.pop()
+                if self._fresh < self._touched:
+                    self._fresh += 1
+                    self._lock.notify_all()  # the toucher keeps its margin
+                    return self._fresh - 1
+                if self._top > max(self._touching, self._fresh):
+                    # the disk fell behind faster than pages could be mapped: an unmapped
+                    # slot from the far end (this thread pays its page faults) beats a
+                    # lost frame
+                    self._top -= 1
+                    return self._top
+                remaining = deadline - time.monotonic()
+                if self._touching <= self._touched or self._closed or remaining <= 0:
+                    return None
+                self._lock.wait(remaining)  # the last free slots are being mapped: a moment
 
     def buffer(self, slot: int) -> np.ndarray:
         return self._store[slot]
@@ -99,13 +115,15 @@ class FrameQueue:
         while True:
             with self._lock:
                 while not self._closed and (
-                    self._touched >= self.capacity or self._touched - self._fresh >= self._ahead
+                    self._touched >= self._top or self._touched - self._fresh >= self._ahead
                 ):
                     self._lock.wait(1.0)
                 if self._closed:
                     return
                 start = self._touched
-            end = min(self.capacity, start + max(1, self._ahead // 8))
+                end = min(self._top, start + max(1, self._ahead // 8))
+                self._touching = end  # slot() hands out none of these unmapped
             self._store[start:end].fill(0)  # outside the lock: the owner keeps going
             with self._lock:
                 self._touched = end
+                self._lock.notify_all()

@@ -290,6 +290,10 @@ class FrameWriter:
             else None
         )
         self._thread = threading.Thread(target=self._run, name=f"{name}-writer", daemon=True)
+
+    def start(self) -> None:
+        """Start the thread: only now do the callbacks run (whoever holds the writer may
+        use it in them)."""
         self._thread.start()
 
     def submit(self, slot: int, row: Row, flush: bool = False) -> int:

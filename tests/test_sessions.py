@@ -18,7 +18,14 @@ import numpy as np
 import pytest
 from bluesky import RunEngine
 
-from ophyd_pvcam import AcquisitionInterrupted, CameraAcquisitionError, DiskError, PrimeBSI, writer
+from ophyd_pvcam import (
+    AcquisitionInterrupted,
+    CameraAcquisitionError,
+    DiskError,
+    PrimeBSI,
+    memory,
+    writer,
+)
 from ophyd_pvcam.errors import FrameStallError
 from ophyd_pvcam.memory import FrameQueue
 from ophyd_pvcam.testing import FakeBackend, fake_frame_number
@@ -399,9 +406,43 @@ def test_a_backlog_compressed_on_two_threads_lands_row_for_row(tmp_path):
     file = FrameFile(tmp_path / "f.h5", (512, 1024), {}, compression="bslz4")
     assert file.compresses_in_parallel
     frame_writer = writer.FrameWriter(file, queue, on_progress=lambda *_: None)
+    frame_writer.start()
     frame_writer.submitted = len(frames)
     assert frame_writer.drain(DEADLINE)
     frame_writer.stop(DEADLINE)
     file.close(keep=len(frames))
     with h5py.File(tmp_path / "f.h5", "r") as f:
         np.testing.assert_array_equal(f["/entry/data/data"][()], frames)
+
+
+def test_a_queue_whose_memory_is_not_mapped_yet_still_takes_every_frame(monkeypatch):
+    # the helper that maps memory ahead never runs here: slots beyond the first two are
+    # unmapped, and still every one is handed out (once) before a frame counts as lost
+    monkeypatch.setattr(FrameQueue, "_touch_ahead", lambda self: None)
+    monkeypatch.setattr(memory, "TOUCH_FIRST_BYTES", 1)
+    queue = FrameQueue((4, 4), np.uint16, capacity=10)
+    slots = [queue.slot() for _ in range(10)]
+    assert sorted(slots) == list(range(10))
+    assert queue.slot() is None  # now it is full
+    for slot in slots:
+        queue.buffer(slot)[...] = slot
+    queue.release(slots[3])
+    assert queue.slot() == slots[3]
+    assert [int(queue.buffer(slot)[0, 0]) for slot in slots] == slots
+
+
+def test_the_mapping_helper_never_zeroes_a_slot_handed_out(monkeypatch):
+    # slots taken as fast as possible while the helper maps in small steps: mapped ones
+    # from the bottom, unmapped ones from the top, never one the helper is still zeroing
+    monkeypatch.setattr(memory, "TOUCH_FIRST_BYTES", 1)
+    monkeypatch.setattr(memory, "TOUCH_AHEAD_BYTES", 64 * 64 * 2 * 16)
+    for _ in range(20):
+        queue = FrameQueue((64, 64), np.uint16, capacity=400)
+        slots = []
+        while (slot := queue.slot()) is not None:
+            queue.buffer(slot)[...] = slot + 1
+            slots.append(slot)
+        queue.close()
+        queue._toucher.join(DEADLINE)
+        assert sorted(slots) == list(range(400))
+        assert all(int(queue.buffer(slot).min()) == slot + 1 for slot in slots)
