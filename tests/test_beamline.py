@@ -108,11 +108,14 @@ def test_probe_shows_where_stalls_come_from(user):
     )
     report = json.loads((user.work / "probe.json").read_text())
     device = report["device"]
-    assert {(r["buffer_frames"], r["delivered"], r["outcome"]) for r in device} == {
+    # the injected stall, whatever the buffer size: 85 frames made, each written or
+    # counted lost (at 500 frames/s an 8-frame buffer wraps if a loaded machine holds up
+    # the reader for 16 ms; that is counted, and the stall point stays where it was)
+    assert {(r["buffer_frames"], r["delivered"] + r["lost"], r["outcome"]) for r in device} == {
         (8, 85, "stalled"),
         (16, 85, "stalled"),
         (32, 85, "stalled"),
-    }  # the injected stall, whatever the buffer size
+    }
     sdk = {(r["strategy"], r["buffer_frames"]): r for r in report["sdk"]}
     for buffer in (8, 16, 32):
         no_unlock = sdk[("NO_OVERWRITE + get latest, no unlock", buffer)]
