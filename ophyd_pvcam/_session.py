@@ -74,6 +74,7 @@ class Session:
     """Base of :class:`~ophyd_pvcam.step.StepSession` and :class:`~ophyd_pvcam.fly.FlySession`."""
 
     kind = "frames"
+    row_statistics = False  # does _row_written look at each frame (then it gets them)
 
     def __init__(self, ctx: SessionContext, ledger: FrameLedger):
         self.ctx = ctx
@@ -102,7 +103,11 @@ class Session:
         self.file = FrameFile(self.path, ctx.setup.image_shape, attributes, ctx.compression)
         self.docs = self._documents()
         self.writer = FrameWriter(
-            self.file, ctx.frames, self._written, self._row_written, name=ctx.name
+            self.file,
+            ctx.frames,
+            self._written,
+            self._row_written if self.row_statistics else None,
+            name=ctx.name,
         )
         self.writer.start()
         if ctx.run is not None:
@@ -186,7 +191,7 @@ class Session:
         """The writer's progress (writer thread)."""
 
     def _row_written(self, row: Row, pixels: Any) -> None:
-        """One row is written (writer thread): statistics."""
+        """One row is written (writer thread): statistics, if :attr:`row_statistics`."""
 
     def _stream_ended(self, error: BaseException | None) -> None:
         """An acquisition ended (owner thread)."""

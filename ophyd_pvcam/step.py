@@ -55,6 +55,7 @@ class StepSession(Session):
     """One run of step-scan points (one file), over one or more acquisitions."""
 
     kind = "step"
+    row_statistics = True  # a point reports its frames' mean and max
 
     def __init__(self, ctx: SessionContext, mode: Mode):
         self.mode = mode

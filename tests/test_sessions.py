@@ -446,3 +446,22 @@ def test_the_mapping_helper_never_zeroes_a_slot_handed_out(monkeypatch):
         queue._toucher.join(DEADLINE)
         assert sorted(slots) == list(range(400))
         assert all(int(queue.buffer(slot).min()) == slot + 1 for slot in slots)
+
+
+@pytest.mark.parametrize("parallel", [False, True], ids=["one-thread", "beside-the-write"])
+def test_a_points_mean_and_max_are_those_of_its_frames_on_disk(cam, monkeypatch, parallel):
+    # big frames get their statistics on the helper thread while they are written
+    monkeypatch.setattr(writer, "PARALLEL_MIN_BYTES", 0 if parallel else 1 << 40)
+    cam.compression.put("bslz4")
+    cam.frames_per_point.put(2)
+    cam.stage()
+    readings = []
+    for _ in range(3):
+        cam.trigger().wait(DEADLINE)
+        reading = cam.read()
+        readings.append((reading["cam_mean"]["value"], reading["cam_max"]["value"]))
+    cam.unstage()
+    with h5py.File(only_file(cam), "r") as f:
+        frames = f["/entry/data/data"][()].astype(np.float64)
+    expected = [(frames[i : i + 2].mean(), frames[i : i + 2].max()) for i in (0, 2, 4)]
+    assert readings == pytest.approx(expected)
