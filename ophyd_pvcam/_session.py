@@ -28,6 +28,7 @@ from typing import Any
 from .backend import CameraError, CameraSetup, FrameInfo, Readings
 from .documents import AssetDocs
 from .errors import (
+    RAISED,
     AcquisitionInterrupted,
     CameraAcquisitionError,
     CameraLostError,
@@ -43,7 +44,6 @@ from .writer import FrameFile, FrameWriter, Row, check_free_space
 
 log = logging.getLogger(__name__)
 summary = logging.getLogger("ophyd_pvcam.summary")  # one line per acquisition
-RAISED = "ophyd_pvcam_raised"  # a log record's attribute: this failure is also raised
 
 STOP_TIMEOUT_S = 30.0  # a camera stop and the writer's flush, however slow the disk
 PROGRESS_INTERVAL_S = 0.1

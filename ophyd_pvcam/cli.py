@@ -1313,13 +1313,13 @@ class _ShownElsewhere(logging.Filter):
         self.verbose = verbose
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from ._session import RAISED
-
         if record.name == "ophyd_pvcam.summary" and logging.getLogger(record.name).handlers:
             return False
         if self.verbose:
             return True
         aborted = record.name.startswith("bluesky") and record.exc_info is not None
+        from .errors import RAISED
+
         return not (aborted or getattr(record, RAISED, False))
 
 

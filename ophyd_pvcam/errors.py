@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+# An attribute of a log record: this failure is also raised to the caller, so a terminal
+# that shows the raised error need not show the record too.
+RAISED = "ophyd_pvcam_raised"
+
 
 class CameraUnavailableError(RuntimeError):
     """No PVCAM library or no camera: the message says what to install or set."""

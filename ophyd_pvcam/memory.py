@@ -56,7 +56,7 @@ class FrameQueue:
 
     def slot(self) -> int | None:
         """A free slot, or None if all are full (the caller counts the frame lost)."""
-        deadline = time.monotonic() + 1.0
+        deadline = None  # set only if it has to wait (this runs for every frame)
         with self._lock:
             while True:
                 if self._free:
@@ -71,6 +71,8 @@ class FrameQueue:
                     # lost frame
                     self._top -= 1
                     return self._top
+                if deadline is None:
+                    deadline = time.monotonic() + 1.0
                 remaining = deadline - time.monotonic()
                 if self._touching <= self._touched or self._closed or remaining <= 0:
                     return None

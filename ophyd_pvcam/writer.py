@@ -184,12 +184,13 @@ class FrameFile:
         pixels = np.ascontiguousarray(pixels, np.uint16)
         return pixels if self._codec is None else self._codec.chunk(pixels, pool)
 
-    def write(self, row: Row, pixels: np.ndarray, chunk: np.ndarray | None = None) -> None:
+    def write(self, row: Row, pixels: np.ndarray, chunk: np.ndarray) -> None:
+        """Store ``chunk`` (from :meth:`chunk`) as ``row`` and record ``row``'s numbers."""
         data = self._data
         if row.row >= self._allocated:  # resizing per frame would cost more than the frame
             self._allocated = row.row + GROW_FRAMES
             data.resize(self._allocated, axis=0)
-        data.id.write_direct_chunk((row.row, 0, 0), self.chunk(pixels) if chunk is None else chunk)
+        data.id.write_direct_chunk((row.row, 0, 0), chunk)
         if row.row >= len(self._records["frame_number"]):
             for name, values in self._records.items():
                 self._records[name] = np.resize(values, 2 * (row.row + 1))

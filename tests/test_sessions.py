@@ -192,7 +192,7 @@ def test_a_full_disk_fails_the_fly_naming_the_folder_and_keeps_what_was_written(
 ):
     write = FrameFile.write
 
-    def write_until_full(self, row, pixels, chunk=None):
+    def write_until_full(self, row, pixels, chunk):
         if row.row >= 30:
             raise OSError(errno.ENOSPC, "No space left on device")
         write(self, row, pixels, chunk)
@@ -335,7 +335,7 @@ def test_frames_are_lost_to_memory_only_when_it_is_full_and_counted_so(tmp_path,
     disk = threading.Event()
     write = FrameFile.write
 
-    def stalled_disk(self, row, pixels, chunk=None):
+    def stalled_disk(self, row, pixels, chunk):
         disk.wait(DEADLINE)
         write(self, row, pixels, chunk)
 
