@@ -69,6 +69,10 @@ class CameraController:
         self.monitor = StallMonitor(name)
         self.owner.set_heartbeat(self.monitor.feed)
         self._frames: FrameQueue | None = None
+        # the automatic memory buffer, decided once: sized again at every run from what is
+        # available then, it changed with the page cache and remade (and remapped) the
+        # queue between runs for nothing
+        self._automatic_mib = 0
         self.step: StepSession | None = None
         self.fly: FlySession | None = None
         self.last: Session | None = None  # the session the status signals describe
@@ -155,7 +159,9 @@ class CameraController:
     def _frame_queue(self, settings: Settings) -> FrameQueue:
         """The memory between camera and disk, kept while the frame size stays."""
         shape = settings.image_shape
-        mib = settings.memory_buffer or automatic_memory_buffer_mib()
+        if not (mib := settings.memory_buffer):
+            self._automatic_mib = self._automatic_mib or automatic_memory_buffer_mib()
+            mib = self._automatic_mib
         slots = max(2, (mib << 20) // settings.frame_bytes)
         frames = self._frames
         if frames is None or frames.shape != shape or frames.capacity != slots:

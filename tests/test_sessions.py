@@ -466,3 +466,17 @@ def test_a_points_mean_and_max_are_those_of_its_frames_on_disk(cam, monkeypatch,
     means, biggest = zip(*readings, strict=True)
     assert list(means) == pytest.approx([frames[i : i + 2].mean() for i in (0, 2, 4)])
     assert list(biggest) == [frames[i : i + 2].max() for i in (0, 2, 4)]
+
+
+def test_the_automatic_memory_buffer_is_sized_once_and_kept_between_runs(cam, monkeypatch):
+    # what is available changes with the page cache from run to run; remaking (and
+    # remapping) the queue each time would cost memory and time for nothing
+    available = iter([64, 32, 16])
+    monkeypatch.setattr(
+        "ophyd_pvcam.controller.automatic_memory_buffer_mib", lambda: next(available)
+    )
+    fly(cam, 5)
+    queue = cam._controller._frames
+    fly(cam, 5)
+    assert cam._controller._frames is queue
+    assert queue.capacity == (64 << 20) // (16 * 8 * 2)
