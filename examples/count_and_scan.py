@@ -6,7 +6,7 @@ Run as is: uses the real camera when PVCAM is installed, else the simulator.
 import bluesky.plans as bp
 from ophyd.sim import SynAxis
 
-from ophyd_pvcam.session import make_camera, make_run_engine
+from ophyd_pvcam.device import make_camera, make_run_engine
 
 RE, catalog = make_run_engine()
 cam = make_camera("cam")

@@ -42,7 +42,7 @@ import threading
 import bluesky.plans as bp
 
 from ophyd_pvcam import sim
-from ophyd_pvcam.session import make_camera, make_run_engine
+from ophyd_pvcam.device import make_camera, make_run_engine
 
 
 class PulseGenerator:

@@ -9,7 +9,7 @@ import bluesky.plans as bp
 
 import ophyd_pvcam.sim as sim
 from ophyd_pvcam import FrameStallError
-from ophyd_pvcam.session import make_camera, make_run_engine
+from ophyd_pvcam.device import make_camera, make_run_engine
 
 RE, catalog = make_run_engine()
 cam = make_camera("cam", simulated=True)

@@ -1,30 +1,20 @@
-"""Teledyne Photometrics PVCAM cameras (Prime BSI) as Bluesky/ophyd devices."""
+"""Teledyne Photometrics PVCAM cameras (Prime BSI) as Bluesky/ophyd devices.
 
+The names below are loaded when first used, so that importing a lower layer
+(``ophyd_pvcam.acquisition``, ``ophyd_pvcam.storage``) does not import ophyd,
+bluesky or tiled.  ``OPHYD_PVCAM_SIM=1`` loads the simulated SDK when pyvcam is
+first needed (``ophyd_pvcam.sim.load()`` does it at once).
+"""
+
+from __future__ import annotations
+
+import importlib
 import logging
-import sys
+from typing import TYPE_CHECKING, Any
 
 import hdf5plugin  # noqa: F401  (frames are bitshuffle/LZ4: any reader here decodes them)
 
-from . import sim
-
-if sim.requested_by_environment():
-    try:
-        sim.load()
-    except sim.SimulatorError as error:
-        # The ophyd-pvcam command reports this in one line like any other bad setting,
-        # even though it happens while the package is imported; everyone else gets the
-        # exception.  (While `python -m ophyd_pvcam.cli` imports this package,
-        # sys.argv[0] is still "-m".)
-        if sys.argv[:1] != ["-m"] and not sys.argv[0].endswith("ophyd-pvcam"):
-            raise
-        from .sim._control import FaultSpecError
-
-        print(f"ophyd-pvcam: error: {error}", file=sys.stderr)
-        raise SystemExit(2 if isinstance(error, FaultSpecError) else 3) from None
-
-from .catalog import CatalogError, FramesFolderCheck, RunNotFound, find_run, open_catalog
-from .device import PrimeBSI
-from .errors import (
+from ophyd_pvcam.errors import (
     AcquisitionInterrupted,
     CameraAcquisitionError,
     CameraInUseError,
@@ -33,10 +23,35 @@ from .errors import (
     DiskError,
     FrameStallError,
 )
-from .stall import StallGuard
+
+if TYPE_CHECKING:
+    from ophyd_pvcam import sim
+    from ophyd_pvcam.catalog import CatalogError, RunNotFound, find_run, open_catalog
+    from ophyd_pvcam.device import FramesFolderCheck, PrimeBSI, StallGuard
 
 # a library logs; the application (the profile, the CLI, a script) decides where to
 logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+_LAZY = {
+    "CatalogError": "ophyd_pvcam.catalog",
+    "FramesFolderCheck": "ophyd_pvcam.device",
+    "RunNotFound": "ophyd_pvcam.catalog",
+    "find_run": "ophyd_pvcam.catalog",
+    "open_catalog": "ophyd_pvcam.catalog",
+    "PrimeBSI": "ophyd_pvcam.device",
+    "StallGuard": "ophyd_pvcam.device",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "sim":
+        return importlib.import_module("ophyd_pvcam.sim")
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'ophyd_pvcam' has no attribute {name!r}")
+
 
 __all__ = [
     "AcquisitionInterrupted",

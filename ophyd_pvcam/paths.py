@@ -9,7 +9,7 @@ from pathlib import Path
 
 import platformdirs
 
-from .config import setting
+from ophyd_pvcam.config import setting
 
 
 def data_root() -> Path:

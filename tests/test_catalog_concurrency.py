@@ -26,7 +26,7 @@ WRITER = """
 import json, sys
 import bluesky.plans as bp
 from ophyd_pvcam import PrimeBSI, open_catalog
-from ophyd_pvcam.session import make_run_engine
+from ophyd_pvcam.device import make_run_engine
 RE, catalog = make_run_engine(open_catalog(sys.argv[1]), progress_bar=False)
 cam = PrimeBSI("cam", sim=True, write_path=sys.argv[2])
 cam.roi.set((0, 0, 64, 32)).wait(5)

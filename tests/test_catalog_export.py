@@ -17,7 +17,7 @@ import json, sys
 import databroker, numpy as np
 from event_model import DocumentNames, schema_validators
 from ophyd_pvcam import open_catalog
-from ophyd_pvcam.export import documents
+from ophyd_pvcam.catalog import documents
 catalog = open_catalog(sys.argv[1])
 db = databroker.temp()
 report = {}
@@ -92,7 +92,7 @@ def test_export_tiff_and_show_name_the_frame_files(two_runs, data_dir, tmp_path)
 
 
 def test_every_data_key_declares_the_dtype_of_its_data(two_runs, catalog):
-    from ophyd_pvcam.export import documents
+    from ophyd_pvcam.catalog import documents
 
     for uid, _ in two_runs:
         run = catalog[uid]

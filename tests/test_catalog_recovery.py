@@ -12,14 +12,14 @@ import pytest
 from helpers import cli_env, kill_hard, run_cli, start_python, wait_for_frames
 
 from ophyd_pvcam import open_catalog, sim
-from ophyd_pvcam.framefiles import is_closed, lookup3, mark_closed
-from ophyd_pvcam.recovery import open_runs
+from ophyd_pvcam.catalog import open_runs
+from ophyd_pvcam.storage import is_closed, lookup3, mark_closed
 
 FLYER = """
 import sys
 import bluesky.plans as bp
 from ophyd_pvcam import PrimeBSI, open_catalog
-from ophyd_pvcam.session import make_run_engine
+from ophyd_pvcam.device import make_run_engine
 RE, catalog = make_run_engine(open_catalog(sys.argv[1]), progress_bar=False)
 cam = PrimeBSI("cam", sim=True, write_path=sys.argv[2])
 cam.roi.set((0, 0, 64, 32)).wait(5)
@@ -34,7 +34,7 @@ STEPPER = """
 import sys
 import bluesky.plan_stubs as bps
 from ophyd_pvcam import FramesFolderCheck, PrimeBSI, open_catalog
-from ophyd_pvcam.session import make_run_engine
+from ophyd_pvcam.device import make_run_engine
 RE, catalog = make_run_engine(open_catalog(sys.argv[1]), progress_bar=False)
 RE.preprocessors.append(FramesFolderCheck(catalog))  # learns the folder before acquiring
 cam = PrimeBSI("cam", sim=True, write_path=sys.argv[2])

@@ -12,8 +12,8 @@ import time
 import matplotlib.image
 import pytest
 
-from ophyd_pvcam.check import Check, _rates
-from ophyd_pvcam.sdk import FrameRecord
+from ophyd_pvcam.diagnostics._check import Check, _rates
+from ophyd_pvcam.hardware.sdk import FrameRecord
 
 
 def check_process(tmp_path, *args, faults: str = ""):

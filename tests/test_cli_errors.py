@@ -18,7 +18,7 @@ import bluesky.plans as bp
 import pytest
 from helpers import small_disk
 
-from ophyd_pvcam import cli
+from ophyd_pvcam.cli import _main as cli
 
 BANNER_LINE = "  #"
 
@@ -277,17 +277,19 @@ def test_a_malformed_fault_spec_is_one_line_exit_2(environment, words, tmp_path)
 
 def test_a_library_user_still_gets_the_exception(tmp_path):
     """Only the command turns a bad OPHYD_PVCAM_SIM_FAULTS into one line; a script
-    importing the package gets FaultSpecError, a ValueError."""
+    loading the simulator gets FaultSpecError, a ValueError.  Importing the package
+    loads nothing, so it neither raises nor exits."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPHYD_PVCAM")}
     env.update(OPHYD_PVCAM_SIM="1", OPHYD_PVCAM_SIM_FAULTS="stall:after=x")
     code = (
-        "try:\n    import ophyd_pvcam\nexcept ValueError as error:\n"
+        "import ophyd_pvcam, ophyd_pvcam.sim as sim\nprint(sim.is_loaded())\n"
+        "try:\n    sim.load()\nexcept ValueError as error:\n"
         "    print(type(error).__name__)\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
     )
-    assert result.stdout.strip() == "FaultSpecError", result.stderr
+    assert result.stdout.split() == ["False", "FaultSpecError"], result.stderr
 
 
 def test_a_stalled_demo_reports_the_diagnosis_once_without_a_traceback(tmp_path):

@@ -9,7 +9,7 @@ import hdf5plugin
 import numpy as np
 import pytest
 
-from ophyd_pvcam.compression import BLOCK_ELEMENTS, Bslz4
+from ophyd_pvcam.storage import BLOCK_ELEMENTS, Bslz4
 
 
 def filter_chunk(tmp_path, frame: np.ndarray) -> bytes:

@@ -22,10 +22,11 @@ from bluesky import RunEngine
 from pyvcam import constants as const
 
 import ophyd_pvcam.sim as sim
-from ophyd_pvcam import cli, doctor, sdk
-from ophyd_pvcam.doctor import Hypothesis, Run
-from ophyd_pvcam.plans import _idle, _restore
-from ophyd_pvcam.probe import NO_UNLOCK, OVERWRITE, UNLOCK, SdkResult
+from ophyd_pvcam.cli import _main as cli
+from ophyd_pvcam.device._plans import _idle, _restore
+from ophyd_pvcam.diagnostics import NO_UNLOCK, OVERWRITE, UNLOCK, Hypothesis, Run, SdkResult
+from ophyd_pvcam.diagnostics import _doctor as doctor
+from ophyd_pvcam.hardware import sdk as sdk
 
 # A lean probe: the doctor's experiments only, small streams (full frames stay full:
 # the limit experiment needs them), short stall timeouts.

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from ophyd_pvcam.ledger import GAP, INTERRUPTED, MEMORY, TORN, WRITE, FrameLedger, Placement
+from ophyd_pvcam.acquisition import GAP, INTERRUPTED, MEMORY, TORN, WRITE, FrameLedger, Placement
 
 NAN = math.nan
 

@@ -15,7 +15,7 @@ import time
 import numpy as np
 import pytest
 
-from ophyd_pvcam.liveview import contrast_limits
+from ophyd_pvcam.viewer import contrast_limits
 
 TITLE = re.compile(
     r'"cam live: ([\d.]+) frames/s shown, camera ([\d.]+) frames/s, (\d+) lost[^"]*":'
@@ -149,7 +149,7 @@ def test_exposure_and_roi_change_from_the_window(cam):
     import matplotlib.pyplot as plt
 
     plt.switch_backend("agg")  # no display needed: the window's clock is driven by hand
-    from ophyd_pvcam.liveview import LiveView
+    from ophyd_pvcam.viewer import LiveView
 
     cam.roi.set((896, 704, 256, 256)).wait(5)
     cam.exposure_time.set(0.004).wait(5)

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 import ophyd_pvcam.sim as sim
-from ophyd_pvcam.backend import CameraError, CameraSetup, Mode, StreamSpec
-from ophyd_pvcam.pyvcam_backend import PyvcamBackend
+from ophyd_pvcam.hardware import CameraError, CameraSetup, Mode, PyvcamBackend, StreamSpec
 
 SETUP = CameraSetup(
     exposure_us=1000,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import bluesky.plan_stubs as bps
 from bluesky import RunEngine
 
-from ophyd_pvcam.runs import current_run, when_run_ends
+from ophyd_pvcam.device import current_run, when_run_ends
 
 
 class Probe:

@@ -59,7 +59,7 @@ WRITER = """
 import json, sys
 import bluesky.plans as bp
 from ophyd_pvcam import PrimeBSI
-from ophyd_pvcam.session import make_run_engine
+from ophyd_pvcam.device import make_run_engine
 RE, catalog = make_run_engine(progress_bar=False)  # OPHYD_PVCAM_CATALOG: the server
 cam = PrimeBSI("cam", sim=True, write_path=sys.argv[1])
 cam.roi.set((0, 0, 128, 64)).wait(5)

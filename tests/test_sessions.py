@@ -23,13 +23,12 @@ from ophyd_pvcam import (
     CameraAcquisitionError,
     DiskError,
     PrimeBSI,
-    memory,
-    writer,
 )
 from ophyd_pvcam.errors import FrameStallError
-from ophyd_pvcam.memory import FrameQueue
+from ophyd_pvcam.storage import FrameFile, FrameQueue, Row
+from ophyd_pvcam.storage import _queue as memory
+from ophyd_pvcam.storage import _writer as writer
 from ophyd_pvcam.testing import FakeBackend, fake_frame_number
-from ophyd_pvcam.writer import FrameFile, Row
 
 DEADLINE = 10.0
 
@@ -473,7 +472,7 @@ def test_the_automatic_memory_buffer_is_sized_once_and_kept_between_runs(cam, mo
     # remapping) the queue each time would cost memory and time for nothing
     available = iter([64, 32, 16])
     monkeypatch.setattr(
-        "ophyd_pvcam.controller.automatic_memory_buffer_mib", lambda: next(available)
+        "ophyd_pvcam.acquisition._controller.automatic_memory_buffer_mib", lambda: next(available)
     )
     fly(cam, 5)
     queue = cam._controller._frames

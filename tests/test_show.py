@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import ophyd_pvcam.sim as sim
-from ophyd_pvcam import cli
+from ophyd_pvcam.cli import _main as cli
 
 
 def test_the_frame_is_drawn_in_sensor_pixels_with_percentile_contrast():

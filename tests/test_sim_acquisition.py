@@ -10,7 +10,7 @@ from pyvcam import constants as const
 from pyvcam import pvc
 
 import ophyd_pvcam.sim as sim
-from ophyd_pvcam.sdk import (
+from ophyd_pvcam.hardware.sdk import (
     CIRC_NO_OVERWRITE,
     CIRC_OVERWRITE,
     PL_CALLBACK_BOF,

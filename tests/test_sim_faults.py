@@ -171,7 +171,8 @@ def test_environment_faults_apply_to_a_whole_script(tmp_path):
     """OPHYD_PVCAM_SIM=1 and OPHYD_PVCAM_SIM_FAULTS make a plain pyvcam script stall."""
     script = tmp_path / "script.py"
     script.write_text(
-        "import ophyd_pvcam\n"
+        "import ophyd_pvcam.sim\n"
+        "ophyd_pvcam.sim.load()\n"
         "from pyvcam import pvc\n"
         "from pyvcam.camera import Camera\n"
         "pvc.init_pvcam()\n"

@@ -24,7 +24,7 @@ from pyvcam import constants as const
 from pyvcam import pvc
 
 import ophyd_pvcam.sim as sim
-from ophyd_pvcam.sdk import (
+from ophyd_pvcam.hardware.sdk import (
     CIRC_OVERWRITE,
     PL_CALLBACK_EOF,
     FrameCounter,
@@ -307,8 +307,8 @@ def test_pyvcam_streaming_calls_make_no_parameter_calls(camera, metadata):
 
 def test_param_poll_from_the_environment(tmp_path):
     code = (
-        "import ophyd_pvcam\n"
         "import ophyd_pvcam.sim as sim\n"
+        "sim.load()\n"
         "from pyvcam import pvc\n"
         "from pyvcam.camera import Camera\n"
         "pvc.init_pvcam()\n"

@@ -9,7 +9,7 @@ import pytest
 from pyvcam import constants as const
 from pyvcam.camera import Camera
 
-from ophyd_pvcam.sdk import (
+from ophyd_pvcam.hardware.sdk import (
     CIRC_OVERWRITE,
     PL_CALLBACK_BOF,
     PL_CALLBACK_EOF,

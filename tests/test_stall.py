@@ -16,7 +16,7 @@ from ophyd.sim import SynAxis
 
 import ophyd_pvcam.sim as sim
 from ophyd_pvcam import FrameStallError
-from ophyd_pvcam.stall import StallMonitor
+from ophyd_pvcam.acquisition import StallMonitor
 
 
 def fast_small(cam, frames):

@@ -15,7 +15,7 @@ SCRIPT = """
 import ophyd_pvcam.sim as sim
 sim.load()
 import bluesky.plans as bp
-from ophyd_pvcam.session import make_camera, make_run_engine
+from ophyd_pvcam.device import make_camera, make_run_engine
 
 RE, catalog = make_run_engine()
 cam = make_camera("cam", simulated=True, announce=None)

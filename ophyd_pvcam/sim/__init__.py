@@ -1,7 +1,7 @@
 """The simulated PVCAM SDK: a Prime BSI that the unmodified pyvcam runs on.
 
-Load it before pyvcam is imported (``load()``, or ``OPHYD_PVCAM_SIM=1`` and
-``import ophyd_pvcam``).  Environment variables:
+Load it before pyvcam is imported: ``load()``, or ``OPHYD_PVCAM_SIM=1`` and
+ophyd-pvcam loads it when it first needs pyvcam.  Environment variables:
 
 - ``OPHYD_PVCAM_SIM=1``: use the simulator instead of the vendor library.
 - ``OPHYD_PVCAM_SIM_CAMERAS=N``: number of simulated cameras (default 1, max 8).
@@ -23,11 +23,12 @@ from ._control import (
     inject_environment_faults,
     inject_fault,
     last_param_mid_stream,
+    load,
     param_calls_mid_stream,
     parse_fault_spec,
     set_seed,
 )
-from ._loader import SimulatorError, is_loaded, library_path, load, requested_by_environment
+from ._loader import SimulatorError, is_loaded, library_path, requested_by_environment
 from ._pixels import frame_number
 
 __all__ = [

@@ -8,7 +8,8 @@ import math
 import os
 from dataclasses import dataclass
 
-from ._loader import SimulatorError, library
+from . import _loader
+from ._loader import SimulatorError
 
 log = logging.getLogger(__name__)
 
@@ -38,28 +39,6 @@ _DURATION_KINDS = {"stall", "drop", "byte_limit"}
 class FaultSpecError(SimulatorError, ValueError):
     """``OPHYD_PVCAM_SIM_FAULTS`` cannot be read; the message (one line) quotes it and
     says what is expected.  The command line reports it as bad settings (exit 2)."""
-
-
-def declare_control_api(lib: ctypes.CDLL) -> None:
-    """Give ctypes the signatures of the simulator's pvsim_* functions."""
-    u64, c_int = ctypes.c_uint64, ctypes.c_int
-    signatures = {
-        "pvsim_identity": (ctypes.c_char_p, []),
-        "pvsim_set_seed": (None, [u64]),
-        "pvsim_frames_generated": (u64, [c_int]),
-        "pvsim_frames_dropped": (u64, [c_int]),
-        "pvsim_add_fault": (u64, [c_int, c_int, u64, u64, u64, ctypes.c_double, c_int]),
-        "pvsim_clear_faults": (None, []),
-        "pvsim_fault_count": (c_int, []),
-        "pvsim_fire_edge": (c_int, [c_int]),
-        "pvsim_buffer_full": (c_int, [c_int]),
-        "pvsim_param_calls_mid_stream": (u64, [c_int]),
-        "pvsim_last_param_mid_stream": (ctypes.c_uint32, [c_int]),
-    }
-    for name, (restype, argtypes) in signatures.items():
-        function = getattr(lib, name)
-        function.restype = restype
-        function.argtypes = argtypes
 
 
 @dataclass(frozen=True)
@@ -307,3 +286,22 @@ def inject_environment_faults() -> list[Fault]:
         except ValueError as error:
             raise FaultSpecError(f"{ENV_FAULTS}={text!r}: {error}") from None
     return faults
+
+
+def load() -> ctypes.CDLL:
+    """Load the simulator so that pyvcam (imported afterwards) runs on it.
+
+    Idempotent.  Faults named in ``OPHYD_PVCAM_SIM_FAULTS`` are read before the
+    library is loaded (a spec that cannot be read loads nothing, so the next call
+    reports it again) and injected on the first load.
+    """
+    specs = parse_fault_spec(os.environ.get(ENV_FAULTS, ""))
+    lib, first = _loader.open_library()
+    if first and specs:
+        inject_environment_faults()
+    return lib
+
+
+def library() -> ctypes.CDLL:
+    """The loaded simulator, loading it if needed."""
+    return _loader.loaded() or load()

@@ -59,16 +59,18 @@ def is_loaded() -> bool:
     return _library is not None
 
 
-def load() -> ctypes.CDLL:
-    """Load the simulator so that pyvcam (imported afterwards) runs on it.
+def loaded() -> ctypes.CDLL | None:
+    """The simulator if this process has loaded it."""
+    return _library
 
-    Idempotent.  Faults named in ``OPHYD_PVCAM_SIM_FAULTS`` are injected on
-    the first load.
-    """
+
+def open_library() -> tuple[ctypes.CDLL, bool]:
+    """Load the library (once) and declare its control functions; also says whether
+    this call was the one that loaded it."""
     global _library
     with _lock:
         if _library is not None:
-            return _library
+            return _library, False
         if "pyvcam.pvc" in sys.modules:
             raise SimulatorError(
                 "pyvcam is already imported and bound to the vendor libpvcam.so.2. Load the "
@@ -77,17 +79,29 @@ def load() -> ctypes.CDLL:
             )
         path = library_path()
         library = ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
-        from ._control import declare_control_api
-
-        declare_control_api(library)
+        _declare_control_api(library)
         _library = library
         log.info("Loaded the simulated PVCAM SDK from %s", path)
-    from ._control import inject_environment_faults
-
-    inject_environment_faults()
-    return library
+        return library, True
 
 
-def library() -> ctypes.CDLL:
-    """The loaded simulator, loading it if needed."""
-    return _library if _library is not None else load()
+def _declare_control_api(lib: ctypes.CDLL) -> None:
+    """Give ctypes the signatures of the simulator's pvsim_* functions."""
+    u64, c_int = ctypes.c_uint64, ctypes.c_int
+    signatures = {
+        "pvsim_identity": (ctypes.c_char_p, []),
+        "pvsim_set_seed": (None, [u64]),
+        "pvsim_frames_generated": (u64, [c_int]),
+        "pvsim_frames_dropped": (u64, [c_int]),
+        "pvsim_add_fault": (u64, [c_int, c_int, u64, u64, u64, ctypes.c_double, c_int]),
+        "pvsim_clear_faults": (None, []),
+        "pvsim_fault_count": (c_int, []),
+        "pvsim_fire_edge": (c_int, [c_int]),
+        "pvsim_buffer_full": (c_int, [c_int]),
+        "pvsim_param_calls_mid_stream": (u64, [c_int]),
+        "pvsim_last_param_mid_stream": (ctypes.c_uint32, [c_int]),
+    }
+    for name, (restype, argtypes) in signatures.items():
+        function = getattr(lib, name)
+        function.restype = restype
+        function.argtypes = argtypes

@@ -8,8 +8,8 @@ import logging
 from bluesky.callbacks.best_effort import BestEffortCallback
 from bluesky_queueserver import is_re_worker_active
 
+from ophyd_pvcam.device import log_to_file, make_run_engine
 from ophyd_pvcam.paths import data_root
-from ophyd_pvcam.session import log_to_file, make_run_engine
 
 LOG_FILE = log_to_file(data_root() / "logs" / "ophyd-pvcam.log")
 logging.getLogger("ophyd_pvcam").info("profile starting")

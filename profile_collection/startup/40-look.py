@@ -6,6 +6,6 @@
 from bluesky_queueserver import is_re_worker_active
 
 if not is_re_worker_active():
-    from ophyd_pvcam.liveview import LiveViewsGiveWay, live, snap  # noqa: F401
+    from ophyd_pvcam.viewer import LiveViewsGiveWay, live, snap  # noqa: F401
 
     RE.preprocessors.append(LiveViewsGiveWay())  # noqa: F821 - RE comes from 00-base.py

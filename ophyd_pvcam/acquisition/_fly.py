@@ -1,0 +1,212 @@
+"""A fly scan's frames: the camera free-runs, and every frame becomes an event.
+
+kickoff() starts the camera (its status finishes once it runs); complete() finishes
+once the last frame is on disk (for ``num_frames=0``, it first stops the camera);
+collect() hands over the frames on disk so far, any number of times while the camera
+runs (periodic collection keeps the catalog current).  The file closes after the
+collect that follows the end of acquisition, so the run references exactly the rows
+in the file; if the run ends some other way (an abort, a failure elsewhere, a plan
+that never collects again), the run's end closes it, and frames the run could not
+take are kept apart in the file and counted (see writer.py).
+
+A pause stops the camera: a fly scan cannot continue across one, so complete()
+fails with "interrupted by a pause", and the frames up to it stay in the run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+from ophyd_pvcam.errors import AcquisitionInterrupted, CameraAcquisitionError
+from ophyd_pvcam.hardware import Mode, StreamSpec
+from ophyd_pvcam.storage import StreamAssets, stream_datasets
+
+from ._ledger import FrameLedger
+from ._owner import Stream
+from ._seams import Completion
+from ._session import STOP_TIMEOUT_S, Session, SessionContext, period_of
+
+log = logging.getLogger(__name__)
+
+
+class FlySession(Session):
+    """One fly scan (one file): kickoff, complete, collect."""
+
+    kind = "fly"
+
+    def __init__(
+        self,
+        ctx: SessionContext,
+        num_frames: int,
+        software_first: bool,
+    ):
+        self.num_frames = num_frames
+        # a declared stream takes a StreamResource and one StreamDatum per collect (cheap);
+        # bluesky allows those only there, so otherwise a Datum per frame
+        self.stream_documents: bool | None = None  # decided at the first collect
+        self.number = 0  # which fly scan of its device (the controller counts)
+        self._software_first = software_first
+        self._kickoff: Completion | None = None
+        self._complete: Completion | None = None
+        self.drained = False  # the camera stopped and every frame it gave is on disk
+        self.datums = 0  # rows handed to the run as datums
+        self.collected = 0  # rows handed to the run as events
+        self._flushed = 0
+        super().__init__(ctx, FrameLedger(target=num_frames))  # starts the writer thread
+        self.stream_docs = StreamAssets(self.path, stream_datasets(ctx.name))
+
+    # ---- the RunEngine's side -------------------------------------------------------------
+
+    def kickoff(self, status: Completion) -> None:
+        ctx = self.ctx
+        self._kickoff = status
+        spec = StreamSpec(Mode.FREE, 0, ctx.buffer_frames)
+        stream = Stream(
+            spec, self, ctx.frames, retrigger_s=max(0.5, 3 * period_of(ctx.setup, None))
+        )
+        stream.software_first = self._software_first
+        self.stream = ctx.owner.stream(stream)
+
+    def complete(self, status: Completion) -> None:
+        with self._lock:
+            self._complete = status
+            drained = self.drained
+            if not self.num_frames:
+                self.stream.stop()  # unbounded: complete() means "stop now"
+        if drained:
+            self._finish_complete()
+
+    def pause(self) -> None:
+        """A fly scan cannot continue across a pause: stop, keep what was taken."""
+        if self.drained or self.closed:
+            return
+        self.interrupt(
+            AcquisitionInterrupted(
+                f"{self.name}: the fly scan was stopped by a pause after "
+                f"{self.ledger.last_number} frames; the frames up to the pause are saved and "
+                "in the run. A fly scan cannot continue after a pause: start a new one."
+            )
+        )
+
+    def asset_docs(self, final: bool, stream: bool) -> Iterator[tuple[str, dict]]:
+        """Documents for the rows on disk not yet handed over; with ``final`` (the
+        RunEngine is tearing the plan down) the camera is stopped first, so nothing is
+        left out.  ``stream``: bluesky has the camera's stream declared, so a StreamDatum
+        per collect will do (decided at the first collect, kept for the session)."""
+        if self.stream_documents is None:
+            self.stream_documents = stream
+        if final and not self.drained:
+            self.stop_camera()
+            self._wait_drained()
+        elif not self.closed:
+            self.writer.flush_now(STOP_TIMEOUT_S)  # hand over what is on disk, all of it
+        with self._lock:
+            available = min(self._flushed, self.file.rows)
+            if self.stream_documents:
+                docs = list(self.stream_docs.hand_over(available))
+                self.datums = self.collected = self.stream_docs.rows  # no events follow
+                done = self.drained and self.collected >= self.file.rows
+            else:
+                while self.datums < available:
+                    self.docs.add_point()
+                    self.datums += 1
+                docs = list(self.docs.take())
+                done = False  # the events follow, in pages()
+        yield from docs
+        if done:
+            self.close("everything collected")
+
+    def pages(self, name: str) -> Iterator[dict]:
+        """One event page for the rows handed over and not yet collected: the camera's
+        frame numbers, times and losses (the images are in the StreamDatum)."""
+        ledger = self.ledger
+        with self._lock:
+            start, end = self.collected, self.datums
+            self.collected = end
+            lost_after = ledger.lost_after if self.drained and end == len(ledger.numbers) else 0
+            done = self.drained and end >= self.file.rows
+        if end > start:
+            times = list(ledger.times[start:end])
+            data = {
+                f"{name}_frame_number": list(ledger.numbers[start:end]),
+                f"{name}_frame_time": times,
+                f"{name}_lost_before": list(ledger.lost_before[start:end]),
+                # frames lost after the last one have no later frame to report them
+                f"{name}_lost_after": [0] * (end - start - 1) + [lost_after],
+            }
+            data[f"{name}_image"] = [self.docs.datum_id(row) for row in range(start, end)]
+            yield {"data": data, "timestamps": dict.fromkeys(data, times)}
+        if done:
+            self.close("everything collected")
+
+    # ---- the owner thread ---------------------------------------------------------------
+
+    def started(self, readings) -> None:
+        super().started(readings)
+        self._arm()
+        status, self._kickoff = self._kickoff, None
+        self.ctx.report(self)
+        if status is not None:
+            status.set_finished()
+
+    def _stream_ended(self, error: BaseException | None) -> None:
+        if not self.writer.drain(STOP_TIMEOUT_S):
+            log.error("%s: frames were still being written after %g s", self.name, STOP_TIMEOUT_S)
+        with self._lock:
+            self.drained = True
+            kickoff, self._kickoff = self._kickoff, None
+        self.ctx.report(self)
+        if kickoff is not None:  # the camera never started: nothing was written
+            self.discard()
+            kickoff.set_exception(
+                self.error or CameraAcquisitionError(f"{self.name}: the camera did not start")
+            )
+            return
+        self._finish_complete()
+
+    # ---- the writer thread ----------------------------------------------------------------
+
+    def _written(self, processed: int, flushed: int) -> None:
+        if self.writer.error is not None and self.error is None:
+            self.fail(self.writer.error)
+        self._flushed = flushed
+        status = self._complete
+        if status is not None and not status.done and self._progress_due():
+            status.update(processed + self.ledger.lost.total)  # frames accounted for
+
+    # ---- ending: the one place each status finishes -----------------------------------------
+
+    def _finish_complete(self) -> None:
+        with self._lock:
+            status, self._complete = self._complete, None
+            error = self.error
+        if status is None or status.done:
+            return
+        # a stall the stall guard already threw into the plan is not reported again: the
+        # fly scan is over, and collect() hands over what came before it
+        if error is None or getattr(error, "delivered", False):
+            status.update(self.file.rows + self.ledger.lost.total)
+            status.set_finished()
+        else:
+            status.set_exception(error)
+
+    def _frames_expected(self) -> int:
+        return self.num_frames
+
+    def _status_waiting(self) -> bool:
+        return self._complete is not None
+
+    def _finish_statuses(self, error: BaseException) -> None:
+        for status in (self._kickoff, self._complete):
+            if status is not None and not status.done:
+                status.set_exception(error)
+        self._kickoff = self._complete = None
+
+    def _references(self) -> int:
+        return self.collected
+
+    def _wait_drained(self) -> None:
+        stream = self.stream
+        if stream is not None and not stream.wait(STOP_TIMEOUT_S):
+            log.error("%s: the camera did not stop within %g s", self.name, STOP_TIMEOUT_S)

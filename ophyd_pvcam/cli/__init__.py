@@ -1,0 +1,5 @@
+"""The ``ophyd-pvcam`` command: one module per command, no domain logic of its own."""
+
+from ._main import main
+
+__all__ = ["main"]

@@ -1,0 +1,57 @@
+"""Frames on their way to disk, and back: the memory queue, compression, the HDF5
+layout (one module), the writer thread, the reader, and the Resource/Datum and
+StreamResource/StreamDatum documents that point a run at the rows of a file.
+Imports no ophyd, bluesky or tiled.
+"""
+
+from ._compression import BLOCK_ELEMENTS, COMPRESSIONS, Bslz4
+from ._documents import AssetDocs, StreamAssets
+from ._layout import (
+    DATA_PATH,
+    LOST_NUMBERS,
+    RECORD_DTYPES,
+    RECORDS_GROUP,
+    SPEC,
+    UNREFERENCED_NUMBERS,
+    UNREFERENCED_PATH,
+    record_path,
+    stream_datasets,
+)
+from ._queue import FrameQueue
+from ._reader import (
+    RecordedFile,
+    is_closed,
+    lookup3,
+    mark_closed,
+    open_frame_file,
+    read_frame_file,
+)
+from ._writer import FrameFile, FrameWriter, Row, check_free_space
+
+__all__ = [
+    "BLOCK_ELEMENTS",
+    "COMPRESSIONS",
+    "DATA_PATH",
+    "LOST_NUMBERS",
+    "RECORDS_GROUP",
+    "RECORD_DTYPES",
+    "SPEC",
+    "UNREFERENCED_NUMBERS",
+    "UNREFERENCED_PATH",
+    "AssetDocs",
+    "Bslz4",
+    "FrameFile",
+    "FrameQueue",
+    "FrameWriter",
+    "RecordedFile",
+    "Row",
+    "StreamAssets",
+    "check_free_space",
+    "is_closed",
+    "lookup3",
+    "mark_closed",
+    "open_frame_file",
+    "read_frame_file",
+    "record_path",
+    "stream_datasets",
+]

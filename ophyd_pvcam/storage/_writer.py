@@ -1,0 +1,438 @@
+"""Frames into one HDF5 file in the AD_HDF5 layout, on a thread of their own.
+
+``/entry/data/data`` (rows, height, width), one chunk per frame, is what the run's
+datums point at: ``area-detector-handlers``' AD_HDF5 handler and tiled read it
+directly.  ``/entry/instrument/NDAttributes`` holds one record per row (the camera's
+frame number, its begin/end-of-frame times, the wall-clock time) and the numbers of
+frames known to be lost, so a reader can always tell what is missing.  The file is
+written in SWMR mode: another process can read it while it grows.
+
+The run and the file agree at the end: :meth:`FrameWriter.close` keeps exactly the
+rows the run references in ``/entry/data/data``; rows it does not (the frames of a
+step point that never completed, frames acquired after a fly scan's last collect)
+move to ``/entry/data/unreferenced``, with their frame numbers, so nothing the camera
+delivered disappears and nothing the run cannot describe is left where it reads.
+"""
+
+from __future__ import annotations
+
+import datetime
+import errno
+import json
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from ophyd_pvcam.errors import DiskError
+
+from ._compression import Bslz4, dataset_options
+from ._layout import (
+    DATA_PATH,
+    LOST_NUMBERS,
+    RECORD_DTYPES,
+    RECORDS_GROUP,
+    UNREFERENCED_NUMBERS,
+    UNREFERENCED_PATH,
+)
+from ._queue import FrameQueue
+
+log = logging.getLogger(__name__)
+
+FLUSH_INTERVAL_S = 0.5
+GROW_FRAMES = 256  # the dataset grows in blocks (chunks take no space until written)
+RESERVE_MIN_BYTES = 32 << 20  # kept free so a file can always be flushed and closed cleanly
+# Frames at least this big are compressed in halves on two threads.  A hand-off costs
+# tens of microseconds of Python and GIL traffic: at 128 x 32 (6 kHz) that slowed the camera
+# to two thirds of its rate, while a 512 x 512 frame compresses in ~0.3 ms on one core.
+PARALLEL_MIN_BYTES = 1 << 20
+
+
+def reserve_bytes(frame_bytes: int) -> int:
+    """Space left free on the disk while frames are written: an HDF5 file whose last
+    writes fail cannot be closed and stays unreadable, so writing stops short of full."""
+    return max(RESERVE_MIN_BYTES, 4 * frame_bytes)
+
+
+def free_bytes(folder: Path) -> int:
+    """Free space where ``folder`` is (or would be created)."""
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            return shutil.disk_usage(candidate).free
+    return 0
+
+
+def disk_error(folder: Path, why: str) -> DiskError:
+    return DiskError(
+        f"cannot write frames to {folder}: {why} ({free_bytes(folder) / 2**20:.0f} MiB free)"
+    )
+
+
+def check_free_space(folder: Path, frame_bytes: int, frames: int = 0) -> None:
+    """Refuse, before any file exists, an acquisition the disk cannot take: at least the
+    reserve, and ``frames`` frames when their number is known."""
+    needed = reserve_bytes(frame_bytes) + frames * frame_bytes
+    free = free_bytes(folder)
+    if free < needed:
+        raise DiskError(
+            f"cannot write frames to {folder}: {free / 2**20:.0f} MiB free, "
+            f"{needed / 2**20:.0f} MiB needed"
+            + (f" for {frames} frames of {frame_bytes / 2**20:.2f} MiB" if frames else "")
+            + "; free some space or set another write_path"
+        )
+
+
+def _write_rows(dataset: h5py.Dataset, start: int, values: np.ndarray) -> None:
+    """``dataset[start:start + len(values)] = values`` through h5py's low-level API: a
+    third of the cost, which a step scan pays for five records at every point."""
+    rows = dataset.id.get_space()
+    rows.select_hyperslab((start,), (len(values),))
+    dataset.id.write(h5py.h5s.create_simple((len(values),)), rows, np.ascontiguousarray(values))
+
+
+@dataclass(frozen=True)
+class Row:
+    """One frame for the writer: where it goes and what to record beside it."""
+
+    row: int
+    number: int
+    bof: float
+    eof: float
+    time: float
+    lost_before: int
+
+
+class FrameFile:
+    """One SWMR HDF5 file: create, write rows, flush, close keeping the referenced rows.
+
+    Used from one thread at a time (the writer's); not thread-safe by itself.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        shape: tuple[int, int],
+        attributes: dict[str, Any],
+        compression: str = "none",
+    ):
+        self.path = path
+        self.shape = tuple(int(n) for n in shape)
+        self.compression = compression
+        self._codec = Bslz4(self.shape) if compression == "bslz4" else None
+        self._records = {
+            name: np.zeros(GROW_FRAMES, dtype) for name, dtype in RECORD_DTYPES.items()
+        }
+        self.rows = 0  # rows written (the highest written + 1)
+        self._allocated = 0  # rows the dataset has room for (asking HDF5 costs per frame)
+        self._flushed = 0  # records on disk up to here
+        self._dirty_from = 0  # records changed since the last flush start here
+        path.parent.mkdir(parents=True, exist_ok=True)
+        f = h5py.File(path, "w-", libver="latest")
+        try:
+            h, w = self.shape
+            self._data = f.create_dataset(
+                DATA_PATH,
+                shape=(0, h, w),
+                maxshape=(None, h, w),
+                chunks=(1, h, w),
+                dtype=np.uint16,
+                **dataset_options(compression),
+            )
+            records = f.require_group(RECORDS_GROUP)
+            # kept: looking them up and asking their size at every flush costs more than
+            # writing them (a step point flushes each time)
+            self._record_sets = {
+                name: records.create_dataset(
+                    name, shape=(0,), maxshape=(None,), chunks=(4096,), dtype=dtype
+                )
+                for name, dtype in (*RECORD_DTYPES.items(), (LOST_NUMBERS, np.int64))
+            }
+            self._lost_rows = 0  # rows of lost frame numbers on disk
+            entry = f["entry"]
+            entry.attrs["created"] = datetime.datetime.now().astimezone().isoformat()
+            for key, value in attributes.items():
+                entry.attrs[key] = value if isinstance(value, str) else json.dumps(value)
+            f.swmr_mode = True  # after every object exists
+        except BaseException:
+            f.close()
+            path.unlink(missing_ok=True)
+            raise
+        self._file: h5py.File | None = f
+        self._lost: list[int] = []
+
+    @property
+    def frame_bytes(self) -> int:
+        h, w = self.shape
+        return h * w * 2
+
+    @property
+    def compresses_in_parallel(self) -> bool:
+        """Worth compressing each frame in halves on two threads."""
+        return self._codec is not None and self.frame_bytes >= PARALLEL_MIN_BYTES
+
+    def chunk(self, pixels: np.ndarray, pool: Executor | None = None) -> np.ndarray:
+        """The chunk to store for ``pixels`` (compressed in halves on ``pool`` and this
+        thread if given; valid until the next call)."""
+        pixels = np.ascontiguousarray(pixels, np.uint16)
+        return pixels if self._codec is None else self._codec.chunk(pixels, pool)
+
+    def write(self, row: Row, pixels: np.ndarray, chunk: np.ndarray) -> None:
+        """Store ``chunk`` (from :meth:`chunk`) as ``row`` and record ``row``'s numbers."""
+        data = self._data
+        if row.row >= self._allocated:  # resizing per frame would cost more than the frame
+            self._allocated = row.row + GROW_FRAMES
+            data.resize(self._allocated, axis=0)
+        data.id.write_direct_chunk((row.row, 0, 0), chunk)
+        if row.row >= len(self._records["frame_number"]):
+            for name, values in self._records.items():
+                self._records[name] = np.resize(values, 2 * (row.row + 1))
+        values = (row.number, row.bof, row.eof, row.time, row.lost_before)
+        for name, value in zip(RECORD_DTYPES, values, strict=True):
+            self._records[name][row.row] = value
+        self._dirty_from = min(self._dirty_from, row.row)
+        self.rows = max(self.rows, row.row + 1)
+
+    def record_lost(self, numbers: list[int], reasons: dict[str, int]) -> None:
+        """The numbers of frames known lost, and how many for each reason (at close)."""
+        self._lost.extend(numbers)
+        if self._file is not None:
+            self._file["entry"].attrs["lost_frames"] = json.dumps(reasons)
+
+    def flush(self) -> None:
+        """Make everything written so far visible to readers (records are written in
+        batches: resizing four small datasets per frame would cost more than a frame)."""
+        start = min(self._dirty_from, self._flushed)
+        for name in RECORD_DTYPES:
+            dataset = self._record_sets[name]
+            if self._flushed != self.rows:
+                dataset.id.set_extent((self.rows,))
+            if self.rows > start:
+                _write_rows(dataset, start, self._records[name][start : self.rows])
+        if self._lost:
+            begin, self._lost_rows = self._lost_rows, self._lost_rows + len(self._lost)
+            dataset = self._record_sets[LOST_NUMBERS]
+            dataset.id.set_extent((self._lost_rows,))
+            _write_rows(dataset, begin, np.asarray(self._lost, np.int64))
+            self._lost.clear()
+        self._file.flush()
+        self._flushed = self._dirty_from = self.rows
+
+    def close(self, keep: int) -> int:
+        """Keep the first ``keep`` rows where the run reads them; move the rest to
+        ``unreferenced``.  Returns how many were moved.  Idempotent."""
+        if self._file is None:
+            return 0
+        moved = max(0, self.rows - keep)
+        try:
+            if moved:
+                self._move_unreferenced(keep)
+            self.rows = min(self.rows, keep)
+            self._data.resize(self.rows, axis=0)  # drop the unused end of the last block
+            self.flush()
+        finally:
+            self._file.close()
+            self._file = None
+        return moved
+
+    def _move_unreferenced(self, keep: int) -> None:
+        h, w = self.shape
+        extra = self._data[keep : self.rows]
+        self._file.create_dataset(
+            UNREFERENCED_PATH,
+            data=extra,
+            chunks=(1, h, w),
+            maxshape=(None, h, w),
+            **dataset_options(self.compression),
+        )
+        numbers = self._records["frame_number"][keep : self.rows]
+        self._file[RECORDS_GROUP].create_dataset(UNREFERENCED_NUMBERS, data=numbers)
+        self._file.flush()
+
+    @property
+    def closed(self) -> bool:
+        return self._file is None
+
+
+class FrameWriter:
+    """Drains a :class:`~ophyd_pvcam.storage.FrameQueue` into a :class:`FrameFile`.
+
+    The owner thread submits frames (:meth:`submit`); this thread writes them in order and
+    flushes at least every half second, and as soon as the queue is empty after
+    :meth:`flush_soon`.  ``on_progress(processed, flushed)`` (called from this thread)
+    reports how many submitted frames are written, and how many of those are flushed:
+    a step point is done when its last frame is flushed.  A failed write (a full disk)
+    becomes :attr:`error`, a :class:`DiskError` naming the folder and its free space;
+    frames after it are released unwritten (the session counts them lost).
+    """
+
+    def __init__(
+        self,
+        file: FrameFile,
+        queue: FrameQueue,
+        on_progress: Callable[[int, int], None],
+        on_row: Callable[[Row, np.ndarray], None] | None = None,
+        name: str = "camera",
+    ):
+        self.file = file
+        self._queue = queue
+        self._on_progress = on_progress
+        self._on_row = on_row
+        self._condition = threading.Condition()
+        self.submitted = 0  # by the owner thread
+        self.processed = 0  # by this thread: written, or dropped after an error
+        self.flushed = 0  # processed frames known to be on disk
+        self.error: DiskError | None = None
+        self._reserve = reserve_bytes(file.frame_bytes)
+        self._unchecked = 0  # bytes written since free space was last checked
+        self._flush_requested = False
+        self._flush_failed = False
+        self._stop = False
+        # compressing takes longer than writing: a big frame is compressed in halves, one
+        # on a helper thread (the library releases the GIL), so both cores work
+        self._helper = (
+            ThreadPoolExecutor(1, thread_name_prefix=f"{name}-compress")
+            if file.compresses_in_parallel
+            else None
+        )
+        self._thread = threading.Thread(target=self._run, name=f"{name}-writer", daemon=True)
+
+    def start(self) -> None:
+        """Start the thread: only now do the callbacks run (whoever holds the writer may
+        use it in them)."""
+        self._thread.start()
+
+    def submit(self, slot: int, row: Row, flush: bool = False) -> int:
+        """Queue a filled slot; returns its sequence number (1, 2, ...).  ``flush``: flush
+        as soon as this frame is written (the last frame of a step point)."""
+        self.submitted += 1
+        self._queue.put(slot, (row, flush))
+        return self.submitted
+
+    def flush_soon(self) -> None:
+        """Flush as soon as the frames submitted so far are written."""
+        self._flush_requested = True
+
+    def flush_now(self, timeout: float) -> bool:
+        """Wait until the frames written so far are flushed (not those still queued)."""
+        target = self.processed
+        self.flush_soon()
+        deadline = time.monotonic() + timeout
+        with self._condition:
+            while self.flushed < target and self._thread.is_alive():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._condition.wait(min(remaining, 0.1))
+        return self.flushed >= target
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until everything submitted is written and flushed (or failed)."""
+        self.flush_soon()
+        deadline = time.monotonic() + timeout
+        with self._condition:
+            while self.flushed < self.submitted and self.error is None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._thread.is_alive():
+                    return False
+                self._condition.wait(min(remaining, 0.1))
+        return True
+
+    def stop(self, timeout: float) -> bool:
+        """Write and flush what is queued, then end; False if that took too long."""
+        with self._condition:
+            self._stop = True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _run(self) -> None:
+        last_flush = time.monotonic()
+        while True:
+            item = self._queue.get(0.1)
+            flush_now = False
+            if item is not None:
+                slot, (row, flush_now) = item
+                try:
+                    self._write(row, self._queue.buffer(slot))
+                finally:
+                    self._queue.release(slot)
+                self.processed += 1
+            idle = self._queue.depth == 0
+            now = time.monotonic()
+            due = flush_now or (self._flush_requested and idle)
+            if due or now - last_flush >= FLUSH_INTERVAL_S:
+                self._flush_requested = False
+                self._flush()
+                last_flush = now
+            if item is not None or idle:
+                self._on_progress(self.processed, self.flushed)
+            with self._condition:
+                self._condition.notify_all()
+                if self._stop and idle and self.processed >= self.submitted:
+                    break
+        if self._helper is not None:
+            self._helper.shutdown()
+        self._flush()
+        self._on_progress(self.processed, self.flushed)
+        with self._condition:
+            self._condition.notify_all()
+
+    def _flush(self) -> None:
+        if self._flush_failed:
+            return
+        try:
+            self.file.flush()  # after a failed write too: what was written is kept
+        except (OSError, RuntimeError) as error:
+            self._flush_failed = True
+            if self.error is None:
+                self._fail(error)
+            return
+        self.flushed = self.processed
+
+    def _write(self, row: Row, pixels: np.ndarray) -> None:
+        if self.error is not None:
+            return  # counted lost by the session
+        self._unchecked += pixels.nbytes
+        if self._unchecked >= self._reserve // 4:  # stop before the disk is full
+            self._unchecked = 0
+            if free_bytes(self.file.path.parent) < self._reserve:
+                self._fail(DiskError(f"the disk is nearly full (writing stops with "
+                                     f"{self._reserve / 2**20:.0f} MiB left, so the file "
+                                     "closes cleanly)"))  # fmt: skip
+                return
+        try:
+            chunk = self.file.chunk(pixels, self._helper)
+        except RuntimeError as error:
+            self._fail(error)
+            return
+        # the row's own work (a step point's mean and max) runs on the helper while this
+        # thread writes: both release the GIL
+        beside = None
+        if self._on_row is not None and self._helper is not None:
+            beside = self._helper.submit(self._on_row, row, pixels)
+        try:
+            self.file.write(row, pixels, chunk)
+        except (OSError, RuntimeError) as error:
+            self._fail(error)
+            return
+        finally:
+            if beside is not None:
+                beside.result()
+        if self._on_row is not None and beside is None:
+            self._on_row(row, pixels)
+
+    def _fail(self, error: BaseException) -> None:
+        full = isinstance(error, OSError) and error.errno == errno.ENOSPC
+        what = "the disk is full" if full else str(error)
+        self.error = disk_error(
+            self.file.path.parent,
+            f"{what}; the {self.file.rows} frames written before are kept",
+        )
+        log.error("%s", self.error)

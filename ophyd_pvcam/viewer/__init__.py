@@ -1,0 +1,23 @@
+"""Looking at the camera: a live window, a snapped frame, and how frames are drawn."""
+
+from ._liveview import (
+    DisplayError,
+    LiveView,
+    LiveViewsGiveWay,
+    contrast_limits,
+    draw_frame,
+    live,
+    require_display,
+    snap,
+)
+
+__all__ = [
+    "DisplayError",
+    "LiveView",
+    "LiveViewsGiveWay",
+    "contrast_limits",
+    "draw_frame",
+    "live",
+    "require_display",
+    "snap",
+]
