@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import importlib.machinery
+import importlib.metadata
 import logging
 import os
 import sys
@@ -35,6 +36,19 @@ def requested_by_environment() -> bool:
     return os.environ.get(ENV_SIM, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _installed_copies() -> list[Path]:
+    """The simulator library as pip installed it, wherever the package is imported from."""
+    try:
+        dist = importlib.metadata.distribution("ophyd-pvcam")
+    except importlib.metadata.PackageNotFoundError:
+        return []
+    return [
+        Path(str(dist.locate_file(file)))
+        for file in dist.files or ()
+        if file.name.startswith("_libpvcam") and file.parent.name == "sim"
+    ]
+
+
 def library_path() -> Path:
     """The built simulator library (``OPHYD_PVCAM_SIM_LIBRARY`` overrides it)."""
     override = os.environ.get(ENV_LIBRARY)
@@ -47,6 +61,13 @@ def library_path() -> Path:
     for suffix in importlib.machinery.EXTENSION_SUFFIXES:
         candidate = here / f"_libpvcam{suffix}"
         if candidate.is_file():
+            return candidate
+    # Python started inside a checkout imports the source tree (the current folder
+    # comes first on sys.path), which has no library after a plain 'pip install .':
+    # the installed copy is the same build of the same sources.
+    for candidate in _installed_copies():
+        if candidate.is_file():
+            log.info("Using the installed simulator library %s", candidate)
             return candidate
     raise SimulatorError(
         f"The simulated PVCAM library is not built in {here}. Reinstall ophyd-pvcam with "
