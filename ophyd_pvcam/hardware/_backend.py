@@ -3,8 +3,8 @@
 Two implementations: :class:`~ophyd_pvcam.hardware.PyvcamBackend` (the vendor's
 pyvcam, on the real PVCAM or on our C simulator) and
 :class:`~ophyd_pvcam.testing.FakeBackend` (pure Python, for unit tests that run in
-milliseconds).  Every method is called from one thread only, the device's
-the acquisition layer's ``CameraOwner``; between :meth:`CameraBackend.start` and
+milliseconds).  Every method is called from one thread only, the acquisition
+layer's ``CameraOwner``; between :meth:`CameraBackend.start` and
 :meth:`CameraBackend.stop` only the streaming calls (``poll``, ``trigger``,
 ``status``) are made: PVCAM cameras have been seen to stop delivering frames when
 parameters are read while they stream.
@@ -163,6 +163,7 @@ class CameraBackend(Protocol):
 
     def read(self) -> Readings:
         """Read temperature and readout time (idle only)."""
+        ...
 
     def start(self, spec: StreamSpec) -> None:
         """Start an acquisition with the applied settings."""
@@ -170,13 +171,16 @@ class CameraBackend(Protocol):
     def poll(self, timeout_s: float, out: np.ndarray) -> FrameInfo | None:
         """Copy the next frame into ``out``; None if none came within the timeout.
         Raises :class:`CameraError` if the camera failed."""
+        ...
 
     def trigger(self) -> bool:
         """Send one software trigger; False if the camera ignored it (busy)."""
+        ...
 
     def status(self) -> str:
         """The acquisition status as PVCAM names it (EXPOSURE_IN_PROGRESS,
         READOUT_COMPLETE, READOUT_FAILED...): a streaming call, safe while frames flow."""
+        ...
 
     def stop(self) -> None:
         """End the acquisition (idempotent; never raises for a lost camera)."""

@@ -52,7 +52,8 @@ def vendor_pvcam_available() -> bool:
     if sim.is_loaded():
         return False
     try:
-        from pyvcam import pvc  # noqa: F401
+        # pvc is a compiled module: pyright resolves it by `import a.b`, not `from a import b`
+        import pyvcam.pvc  # noqa: F401
     except ImportError:
         return False
     return True
@@ -81,7 +82,8 @@ def import_pyvcam(use_simulator: bool | None) -> tuple[Any, Any, Any]:
             "OPHYD_PVCAM_SIM=1 to use a real camera."
         )
     try:
-        from pyvcam import constants, pvc
+        import pyvcam.pvc as pvc
+        from pyvcam import constants
         from pyvcam.camera import Camera
     except ImportError as error:
         raise CameraUnavailableError(
@@ -167,7 +169,7 @@ def open_camera(
 
 def close_camera(camera: Any) -> None:
     """Close a camera opened by :func:`open_camera` (idempotent)."""
-    from pyvcam import pvc
+    import pyvcam.pvc as pvc
 
     name = camera.name
     with _pvcam_lock:

@@ -353,6 +353,8 @@ class Sdk:
     def _frame(self, call: str, handle: int, shape: tuple[int, int]) -> Frame:
         address, info = ctypes.c_void_p(), FrameInfo()
         self._call(call, handle, ctypes.byref(address), ctypes.byref(info))
+        if address.value is None:  # PVCAM sets it whenever the call succeeds
+            raise PvcamError(call, 0, "returned no frame address")
         count = shape[0] * shape[1]
         pixels = np.ctypeslib.as_array((ctypes.c_uint16 * count).from_address(address.value))
         return Frame(
