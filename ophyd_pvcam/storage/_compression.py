@@ -69,7 +69,9 @@ class Bslz4:
         """The compressed chunk (a view of an internal buffer: valid until the next call;
         one call at a time)."""
         flat = np.ascontiguousarray(frame).reshape(-1)
-        HEADER.pack_into(self._out, 0, flat.nbytes, BLOCK_ELEMENTS * self.itemsize)
+        # .data: the array's buffer as a memoryview (numpy's stubs give ndarray the buffer
+        # protocol only for Python 3.12+)
+        HEADER.pack_into(self._out.data, 0, flat.nbytes, BLOCK_ELEMENTS * self.itemsize)
         start = HEADER.size
         if pool is None or self._half == 0:
             return self._out[: start + self._blocks(flat, self._out[start:])]

@@ -19,11 +19,14 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import h5py
 import numpy as np
 
 from ._layout import DATA_PATH, RECORDS_GROUP
+
+_Node = TypeVar("_Node", h5py.Group, h5py.Dataset)
 
 _SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _MASK = 0xFFFFFFFF
@@ -170,6 +173,13 @@ def _epoch(text: str) -> float:
         return float("nan")
 
 
+def _checked(node: object, path: str, kind: type[_Node]) -> _Node:
+    """The file's ``path``, which must be a ``kind`` (a malformed file is unreadable)."""
+    if not isinstance(node, kind):
+        raise ValueError(f"{path} is not an HDF5 {kind.__name__}")
+    return node
+
+
 def read_frame_file(path: str | os.PathLike) -> RecordedFile:
     """Read a frame file's identity and per-frame records (never its pixels)."""
     path = Path(path)
@@ -177,9 +187,9 @@ def read_frame_file(path: str | os.PathLike) -> RecordedFile:
     with open_frame_file(path) as f:
         entry = f["entry"]
         attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in entry.attrs.items()}
-        data = f[DATA_PATH]
-        records = f[RECORDS_GROUP]
-        columns = {name: records[name] for name in records}
+        data = _checked(f[DATA_PATH], DATA_PATH, h5py.Dataset)
+        records = _checked(f[RECORDS_GROUP], RECORDS_GROUP, h5py.Group)
+        columns = {name: node for name, node in records.items() if isinstance(node, h5py.Dataset)}
         lengths = [data.shape[0]]
         lengths += [columns[n].shape[0] for n in ("frame_number", "timestamp_eof") if n in columns]
         if "frame_time" in columns:

@@ -146,7 +146,7 @@ class FrameFile:
                 dtype=np.uint16,
                 **dataset_options(compression),
             )
-            records = f.require_group(RECORDS_GROUP)
+            records = self._records_group = f.require_group(RECORDS_GROUP)
             # kept: looking them up and asking their size at every flush costs more than
             # writing them (a step point flushes each time)
             self._record_sets = {
@@ -222,7 +222,7 @@ class FrameFile:
             dataset.id.set_extent((self._lost_rows,))
             _write_rows(dataset, begin, np.asarray(self._lost, np.int64))
             self._lost.clear()
-        self._file.flush()
+        self._open_file().flush()
         self._flushed = self._dirty_from = self.rows
 
     def close(self, keep: int) -> int:
@@ -245,7 +245,8 @@ class FrameFile:
     def _move_unreferenced(self, keep: int) -> None:
         h, w = self.shape
         extra = self._data[keep : self.rows]
-        self._file.create_dataset(
+        f = self._open_file()
+        f.create_dataset(
             UNREFERENCED_PATH,
             data=extra,
             chunks=(1, h, w),
@@ -253,12 +254,19 @@ class FrameFile:
             **dataset_options(self.compression),
         )
         numbers = self._records["frame_number"][keep : self.rows]
-        self._file[RECORDS_GROUP].create_dataset(UNREFERENCED_NUMBERS, data=numbers)
-        self._file.flush()
+        self._records_group.create_dataset(UNREFERENCED_NUMBERS, data=numbers)
+        f.flush()
 
     @property
     def closed(self) -> bool:
         return self._file is None
+
+    def _open_file(self) -> h5py.File:
+        """The file; a call after :meth:`close` (a writer thread that outlived the
+        session's wait for it) raises RuntimeError, which the writer reports."""
+        if self._file is None:
+            raise RuntimeError(f"{self.path.name} is already closed")
+        return self._file
 
 
 class FrameWriter:
