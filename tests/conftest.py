@@ -1,70 +1,17 @@
-"""Shared fixtures: every test runs the real pyvcam on the simulated SDK."""
+"""What every layer of the suite shares: a private data folder, the catalog in it and a
+RunEngine that writes to it.  Nothing here loads the C simulator: ``tests/sim`` and
+``tests/system`` load it in their own conftest (``simulated.py`` holds their fixtures);
+``tests/unit`` fails if anything loads it.
+
+Helpers for the tests live beside this file (``helpers.py``, ``servers.py``,
+``simulated.py``); pytest puts this folder on ``sys.path``, so every layer imports
+them by name."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import re
 
 import pytest
-
-import ophyd_pvcam.sim as sim
-
-sim.load()
-
-from pyvcam import pvc  # noqa: E402  (must come after sim.load())
-from pyvcam.camera import Camera  # noqa: E402
-
-
-@pytest.fixture(scope="session")
-def pvcam_initialized():
-    """PVCAM initialised once for the session, as real test suites do."""
-    pvc.init_pvcam()
-    yield
-    pvc.uninit_pvcam()
-
-
-_clear_faults = sim.clear_faults
-
-
-def _clear_but_watch_param_reads() -> None:
-    """Clear the faults, then arm ``param_poll`` again: a camera whose parameters are
-    read or written while frames stream stops delivering them, so any such access by
-    the device fails the test (real cameras have stopped this way)."""
-    _clear_faults()
-    sim.inject_environment_faults()
-    sim.inject_fault("param_poll")
-
-
-@pytest.fixture(autouse=True)
-def no_faults_left_behind(request, monkeypatch):
-    """A test's injected faults never leak into the next test.  Every test but the
-    simulator's own runs with ``param_poll`` armed, also after it clears its faults."""
-    if request.module.__name__.startswith("test_sim_"):
-        _clear_faults()
-        sim.inject_environment_faults()
-        yield
-    else:
-        monkeypatch.setattr(sim, "clear_faults", _clear_but_watch_param_reads)
-        sim.clear_faults()
-        yield
-    _clear_faults()
-
-
-@pytest.fixture
-def camera(pvcam_initialized):
-    """The first simulated camera, opened; stopped and closed afterwards."""
-    cam = next(Camera.detect_camera())
-    cam.open()
-    yield cam
-    if cam.is_open:
-        # a disconnected camera refuses to abort; close works regardless
-        with contextlib.suppress(RuntimeError):
-            cam.finish()
-        cam.close()
-
-
-# ---- the device, the RunEngine and the catalog -----------------------------------
 
 
 @pytest.fixture(scope="session")
@@ -81,22 +28,22 @@ def data_dir(tmp_path_factory):
         os.environ["OPHYD_PVCAM_DATA"] = previous
 
 
-@pytest.fixture
-def cam(data_dir, request):
-    """The simulated camera as a device, writing into a folder of its own per test."""
-    from ophyd_pvcam import PrimeBSI
-
-    folder = re.sub(r"[^A-Za-z0-9_.-]", "_", request.node.name)
-    device = PrimeBSI("cam", sim=True, write_path=data_dir / "frames" / folder)
-    yield device
-    device.close()
-
-
 @pytest.fixture(scope="session")
 def catalog(data_dir):
     from ophyd_pvcam import open_catalog
 
     return open_catalog(data_dir / "catalog")
+
+
+@pytest.fixture(scope="session")
+def pvcam_initialized():
+    """PVCAM initialised once for the session, as real test suites do (one definition
+    for the layers that use the simulator: initialising twice is refused)."""
+    from pyvcam import pvc  # the simulator was loaded by the layer's conftest
+
+    pvc.init_pvcam()
+    yield
+    pvc.uninit_pvcam()
 
 
 class Recorder:

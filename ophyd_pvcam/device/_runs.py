@@ -10,7 +10,7 @@ then ended before the RunEngine returns, whatever the plan did.  The same lookup
 gives the open run's uid, which names the frame files.
 
 Both lean on two details of bluesky 1.15 (pinned in pyproject): the task's
-coroutine, and ``RunEngine._run_start_uids``.  ``tests/test_runs.py`` fails if
+coroutine, and ``RunEngine._run_start_uids``.  ``tests/unit/test_runs.py`` fails if
 either changes.
 """
 

@@ -11,7 +11,7 @@ import bluesky.plans as bp
 import numpy as np
 import pytest
 from bluesky.protocols import Flyable, Readable, Triggerable, WritesExternalAssets
-from helpers import file_frames, frame_files, read_run_in_new_process, run_python
+from helpers import file_frames, frame_files, read_run_in_new_process
 from ophyd.sim import det, motor
 
 import ophyd_pvcam.sim as sim
@@ -310,19 +310,6 @@ def test_a_second_device_for_the_same_camera_is_told_it_is_in_use(cam):
         assert other.camera_name.get() == "pvcamSim_0"
     finally:
         other.close()
-
-
-def test_without_any_pvcam_library_the_error_says_what_to_do():
-    code = (
-        "from ophyd_pvcam import PrimeBSI, CameraUnavailableError\n"
-        "try:\n"
-        "    PrimeBSI('cam')\n"
-        "except CameraUnavailableError as error:\n"
-        "    print(error)\n"
-    )
-    result = run_python(code)
-    assert "Install the Teledyne Photometrics PVCAM runtime" in result.stdout, result.stderr
-    assert "OPHYD_PVCAM_SIM=1" in result.stdout
 
 
 def test_hardware_edge_triggers_drive_a_step_scan(cam, RE, catalog):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from helpers import run_python
 
 import ophyd_pvcam.sim as sim
 
@@ -165,29 +164,3 @@ def test_fault_spec_from_the_environment_is_parsed():
     ]
     with pytest.raises(sim.SimulatorError, match="after=N"):
         sim.parse_fault_spec("stall:afterwards=3")
-
-
-def test_environment_faults_apply_to_a_whole_script(tmp_path):
-    """OPHYD_PVCAM_SIM=1 and OPHYD_PVCAM_SIM_FAULTS make a plain pyvcam script stall."""
-    script = tmp_path / "script.py"
-    script.write_text(
-        "import ophyd_pvcam.sim\n"
-        "ophyd_pvcam.sim.load()\n"
-        "from pyvcam import pvc\n"
-        "from pyvcam.camera import Camera\n"
-        "pvc.init_pvcam()\n"
-        "cam = next(Camera.detect_camera()); cam.open(); cam.set_roi(0, 0, 64, 64)\n"
-        "cam.start_live(exp_time=1)\n"
-        "got = 0\n"
-        "try:\n"
-        "    while True:\n"
-        "        cam.poll_frame(timeout_ms=500); got += 1\n"
-        "except RuntimeError as error:\n"
-        "    print(got, error)\n"
-        "cam.finish(); cam.close(); pvc.uninit_pvcam()\n"
-    )
-    result = run_python(
-        script.read_text(), OPHYD_PVCAM_SIM="1", OPHYD_PVCAM_SIM_FAULTS="stall:after=7"
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("7 Frame timeout")

@@ -19,7 +19,6 @@ import time
 
 import numpy as np
 import pytest
-from helpers import run_python
 from pyvcam import constants as const
 from pyvcam import pvc
 
@@ -303,30 +302,6 @@ def test_pyvcam_streaming_calls_make_no_parameter_calls(camera, metadata):
     assert statuses <= {"EXPOSURE_IN_PROGRESS", "READOUT_IN_PROGRESS", "FRAME_AVAILABLE"}
     assert sim.param_calls_mid_stream() == before
     assert sim.active_fault_count() == 1  # armed, never fired
-
-
-def test_param_poll_from_the_environment(tmp_path):
-    code = (
-        "import ophyd_pvcam.sim as sim\n"
-        "sim.load()\n"
-        "from pyvcam import pvc\n"
-        "from pyvcam.camera import Camera\n"
-        "pvc.init_pvcam()\n"
-        "cam = next(Camera.detect_camera()); cam.open(); cam.set_roi(0, 0, 64, 64)\n"
-        "cam.start_live(exp_time=1)\n"
-        "for _ in range(3): cam.poll_frame(timeout_ms=1000)\n"
-        "cam.temp\n"
-        "try:\n"
-        "    cam.poll_frame(timeout_ms=1000)\n"
-        "except RuntimeError as error:\n"
-        "    print(error, sim.param_calls_mid_stream())\n"
-        "cam.finish(); cam.close(); pvc.uninit_pvcam()\n"
-    )
-    result = run_python(
-        code, OPHYD_PVCAM_SIM="1", OPHYD_PVCAM_SIM_FAULTS="param_poll:after_calls=2"
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "Acquisition not active. 3"
 
 
 # ---- callback_reregister ------------------------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from helpers import run_python
 from pyvcam import constants as const
 from pyvcam import pvc
 from pyvcam.camera import Camera
@@ -47,58 +46,6 @@ def test_a_camera_opens_once(camera):
     with pytest.raises(RuntimeError, match="Failed to open camera") as info:
         other.open()
     assert "already open" in str(info.value.__cause__)
-
-
-def test_more_cameras_on_request(tmp_path):
-    code = (
-        "import ophyd_pvcam.sim as sim; sim.load()\n"
-        "from pyvcam import pvc\n"
-        "from pyvcam.camera import Camera\n"
-        "pvc.init_pvcam()\n"
-        "cams = list(Camera.detect_camera())\n"
-        "for c in cams: c.open()\n"
-        "print(sorted(c.name for c in cams), len({c.serial_no for c in cams}))\n"
-        "for c in cams: c.start_live(exp_time=1)\n"
-        "print([c.poll_frame(timeout_ms=2000)[2] for c in cams])\n"
-        "for c in cams: c.finish(); c.close()\n"
-    )
-    result = run_python(code, OPHYD_PVCAM_SIM_CAMERAS="3")
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    assert lines[0] == "['pvcamSim_0', 'pvcamSim_1', 'pvcamSim_2'] 3"
-    assert lines[1] == "[1, 1, 1]"
-
-
-def test_the_vendor_library_stays_in_charge_unless_the_simulator_is_asked_for():
-    """Without OPHYD_PVCAM_SIM, importing ophyd_pvcam does not load the simulator."""
-    code = (
-        "import ophyd_pvcam, ophyd_pvcam.sim as sim\n"
-        "print(sim.is_loaded())\n"
-        "try:\n"
-        "    from pyvcam import pvc\n"
-        "    print('vendor')\n"
-        "except ImportError as error:\n"
-        "    print('no vendor library:', 'libpvcam.so.2' in str(error))\n"
-    )
-    result = run_python(code)
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    assert lines[0] == "False"
-    assert lines[1] in {"vendor", "no vendor library: True"}
-
-
-def test_loading_the_simulator_after_pyvcam_is_refused():
-    code = (
-        "import sys, types\n"
-        "sys.modules['pyvcam.pvc'] = types.ModuleType('pyvcam.pvc')  # as if vendor-bound\n"
-        "import ophyd_pvcam.sim as sim\n"
-        "try:\n"
-        "    sim.load()\n"
-        "except sim.SimulatorError as error:\n"
-        "    print(error)\n"
-    )
-    result = run_python(code)
-    assert "Load the simulator first" in result.stdout, result.stderr
 
 
 # ---- bad calls get PVCAM-style errors, not crashes ----------------------------

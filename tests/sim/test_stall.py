@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import threading
 import time
 
 import bluesky.plan_stubs as bps
@@ -16,7 +15,6 @@ from ophyd.sim import SynAxis
 
 import ophyd_pvcam.sim as sim
 from ophyd_pvcam import FrameStallError
-from ophyd_pvcam.acquisition import StallMonitor
 
 
 def fast_small(cam, frames):
@@ -152,25 +150,3 @@ def test_a_stall_timeout_that_could_never_fire_is_refused_and_nothing_hangs(cam,
         cam.stall_timeout.set(value)
     assert cam.stall_timeout.set(2.5).wait(1) is None  # the signal is not left hung
     assert cam.stall_timeout_in_force.get() == 2.5
-
-
-def test_the_monitor_fires_once_and_only_when_frames_stop():
-    fired = []
-    done = threading.Event()
-
-    def on_stall(token, age):
-        fired.append(age)
-        done.set()
-
-    monitor = StallMonitor(name="test")
-    monitor.arm(0.3, on_stall)
-    try:
-        deadline = time.monotonic() + 0.6
-        while time.monotonic() < deadline:  # frames keep coming: no stall
-            monitor.feed()
-            assert not done.wait(0.05)
-        assert done.wait(5)
-        assert len(fired) == 1 and fired[0] >= 0.3
-        assert not threading.Event().wait(0.4) and len(fired) == 1
-    finally:
-        monitor.close()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 SECTIONS = {"full_frame", "disk_burst", "small_roi", "step_scan", "stall_latency", "memory"}
 SIDES = {"bare", "device"}
 
@@ -81,20 +81,3 @@ def test_step_stall_and_memory_sections_have_their_figures(quick_report):
 @pytest.mark.timeout(360)
 def test_quick_run_leaves_no_frames_behind(quick_report):
     assert not list(Path(quick_report["_scratch"]).glob("ophyd-pvcam-bench-*"))
-
-
-def test_profile_parser_reads_py_spy_samples():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        import hot_path
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-    samples = [
-        "thread (11): cam-writer;FrameWriter._run (ophyd_pvcam/writer.py:1);"
-        "FrameFile.write (ophyd_pvcam/writer.py:2) 3",
-        "thread (12): bluesky-run-engine;RunBundler.collect (bluesky/bundlers.py:3) 1",
-    ]
-    profile = hot_path.parse_collapsed(samples)
-    assert profile["samples"] == 4
-    assert profile["threads_pct"] == {"writer thread": 75.0, "RunEngine loop": 25.0}
-    assert profile["self_pct"][0] == ["FrameFile.write (ophyd_pvcam/writer.py)", 75.0]

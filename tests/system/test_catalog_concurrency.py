@@ -102,7 +102,7 @@ def _pythonpath() -> str:
     import os
     from pathlib import Path
 
-    here = str(Path(__file__).resolve().parent)
+    here = str(Path(__file__).resolve().parents[1])
     return os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p)
 
 

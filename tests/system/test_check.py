@@ -12,9 +12,6 @@ import time
 import matplotlib.image
 import pytest
 
-from ophyd_pvcam.diagnostics._check import Check, _rates
-from ophyd_pvcam.hardware.sdk import FrameRecord
-
 
 def check_process(tmp_path, *args, faults: str = ""):
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPHYD_PVCAM")}
@@ -92,18 +89,3 @@ def test_check_fails_with_one_line_naming_the_first_failure(tmp_path):
         assert report["passed"] is False
         assert lines[0].endswith(report["first_failure"])
         assert "FAILED:" in out
-
-
-def test_one_check_line_is_one_line():
-    row = Check("stream 1000 x", "fail", "m", "e", "cam: frames stopped\nCamera said   so")
-    assert row.line() == "stream 1000 x: cam: frames stopped Camera said so"
-    assert not row.passed and Check("t", "warn", "m", "e").passed
-
-
-def test_rates_come_from_the_cameras_clock():
-    records = [FrameRecord(n, 0.0, n * 0.02, 100 + n * 0.03) for n in range(2, 12)]
-    camera_fps, arriving = _rates(records)
-    assert camera_fps == pytest.approx(50.0)
-    assert arriving == pytest.approx(1 / 0.03)
-    no_clock = [FrameRecord(n, 0.0, 0.0, n * 0.5) for n in range(3)]
-    assert _rates(no_clock) == (pytest.approx(2.0), pytest.approx(2.0))

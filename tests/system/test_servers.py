@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import servers
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PROFILE = ROOT / "profile_collection" / "startup"
 PG_BIN = servers.postgres_bin()
 needs_postgres = pytest.mark.skipif(

@@ -1,145 +1,21 @@
-"""The stall doctor (``ophyd-pvcam probe``): each hypothesis's experiment, its verdict,
-and a probe that survives stalls and leaves the camera as it found it.
-
-The verdict tests arm one hazard of the simulator in a fresh process (as a user's
-environment would) and check that the probe names exactly that hazard, and
-``no-unlock`` as a property of CIRC_NO_OVERWRITE; the judging is also tested on
-made-up measurements, in microseconds.
-"""
+"""The stall doctor's judging, on made-up measurements (in microseconds), and the probe's
+care for the camera it borrows (on a stand-in camera).  The probe on the simulator:
+``tests/sim/test_doctor_sdk.py``; the verdict in a fresh process:
+``tests/system/test_doctor_cli.py``."""
 
 from __future__ import annotations
 
 import json
-import logging
-import os
-import subprocess
-import sys
-import time
 
-import matplotlib.image
 import pytest
 from bluesky import RunEngine
 from pyvcam import constants as const
 
-import ophyd_pvcam.sim as sim
 from ophyd_pvcam.cli import _main as cli
 from ophyd_pvcam.device._plans import _idle, _restore
 from ophyd_pvcam.diagnostics import NO_UNLOCK, OVERWRITE, UNLOCK, Hypothesis, Run, SdkResult
 from ophyd_pvcam.diagnostics import _doctor as doctor
 from ophyd_pvcam.hardware import sdk as sdk
-
-# A lean probe: the doctor's experiments only, small streams (full frames stay full:
-# the limit experiment needs them), short stall timeouts.
-LEAN = [
-    "--no-fly",
-    "--buffers", "8,16",
-    "--frames", "60",
-    "--limit-frames", "40",
-    "--limit-bytes", "20000000",
-    "--stall-timeout", "0.5",
-]  # fmt: skip
-
-
-# ---- the verdict on the simulator, one hazard armed per fresh process ----------------------
-
-
-def run_cli(tmp_path, *args, faults: str = "", timeout: float = 240):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OPHYD_PVCAM")}
-    env.update(OPHYD_PVCAM_DATA=str(tmp_path / "data"), MPLBACKEND="Agg")
-    if faults:
-        env["OPHYD_PVCAM_SIM_FAULTS"] = faults
-    return subprocess.run(
-        [sys.executable, "-m", "ophyd_pvcam.cli", *args],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
-
-
-@pytest.mark.parametrize(
-    ("faults", "cause"),
-    [
-        ("", None),
-        ("param_poll", "param-polling"),
-        ("callback_reregister", "callback-reregistration"),
-        ("byte_limit:bytes=20000000", "byte-limit"),
-    ],  # frame-limit (a stall at one frame, as first reported): the PNG test below
-    ids=["nothing", "param_poll", "callback_reregister", "byte_limit"],
-)
-def test_the_verdict_names_exactly_the_armed_hazard(tmp_path, faults, cause):
-    result = run_cli(tmp_path, "probe", *LEAN, "--json", "probe.json", faults=faults)
-    assert result.returncode == 0, result.stdout + result.stderr
-    report = json.loads((tmp_path / "probe.json").read_text())
-    hypotheses = report["hypotheses"]
-    assert [h["hypothesis"] for h in hypotheses] == list(doctor.HYPOTHESES)
-    assert all(set(h) == {"hypothesis", "reproduced", "evidence"} for h in hypotheses)
-    assert all(h["reproduced"] in (True, False) and h["evidence"] for h in hypotheses)
-    reproduced = {h["hypothesis"] for h in hypotheses if h["reproduced"]}
-    assert reproduced == {"no-unlock"} | ({cause} if cause else set())
-    verdict = report["verdict"]
-    assert verdict["reproduced"] == ([cause] if cause else []) + ["no-unlock"]
-    first = verdict["text"].splitlines()[0]
-    if cause:
-        assert first.startswith(f"Verdict: reproduced on this camera: {cause} (")
-        assert doctor.REMEDIES[cause] in verdict["text"]
-        assert f"- {cause}: " in result.stdout  # the text report ends with the remedy
-    else:
-        assert first.startswith("Verdict: none of the reported causes stops")
-    assert report["complete"] and report["camera"]["simulated"]
-    assert not list((tmp_path / "data").rglob("*.h5"))  # no frame files left behind
-
-
-def test_an_injected_stall_is_a_frame_limit_and_the_png_marks_it(tmp_path):
-    result = run_cli(
-        tmp_path, "probe", "--buffers", "8,16", "--frames", "60", "--limit-frames", "40",
-        "--limit-bytes", "20000000", "--stall-timeout", "0.5", "--inject-stall", "30",
-        "--png", "probe.png", "--json", "probe.json",
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
-    report = json.loads((tmp_path / "probe.json").read_text())
-    # every frame up to the stall is delivered or counted lost (a loaded machine loses some
-    # from an 8-frame buffer at 500 frames/s)
-    rows = {(r["port"], r["buffer_frames"], r["delivered"] + r["lost"], r["outcome"])
-            for r in report["device"]}  # fmt: skip
-    assert rows == {(p, b, 30, "stalled") for p in ("Sensitivity", "Speed") for b in (8, 16)}
-    assert all(r["roi"] == [0, 0, 256, 128] for r in report["device"])
-    assert report["verdict"]["reproduced"] == ["frame-limit", "no-unlock"]
-    assert "ROI 256x128 at (0, 0)" in result.stdout
-    assert "lost" in result.stdout.splitlines()[result.stdout.splitlines().index(
-        "ROI 256x128 at (0, 0)") + 1]  # fmt: skip
-    image = matplotlib.image.imread(tmp_path / "probe.png")
-    assert image.shape[1] >= 1200 and image.std() > 0
-
-
-# ---- the probe survives stalls -------------------------------------------------------------
-
-
-@pytest.fixture
-def quiet_cli(data_dir):
-    """``cli.main`` in this process: put back the log levels it changes."""
-    loggers = [logging.getLogger(name) for name in ("ophyd_pvcam", "bluesky")]
-    levels = [logger.level for logger in loggers]
-    yield
-    for logger, level in zip(loggers, levels, strict=True):
-        logger.setLevel(level)
-
-
-def test_the_probe_survives_20_runs_with_an_injected_stall(tmp_path, quiet_cli, capsys):
-    """It crashed about one run in five ('cam.readout_port cannot change while the camera
-    is acquiring') and lost every row.  Each run: two fly scans stalling at 85."""
-    for run in range(20):
-        path = tmp_path / f"probe{run}.json"
-        code = cli.main(
-            ["probe", "--camera", "sim", "--inject-stall", "85", "--no-sdk", "--ports",
-             "Sensitivity", "--buffers", "8,16", "--exposures", "0.001", "--frames", "100",
-             "--stall-timeout", "0.2", "--json", str(path)]
-        )  # fmt: skip
-        out = capsys.readouterr()
-        assert code == 0, out.out + out.err
-        rows = json.loads(path.read_text())["device"]
-        assert [(r["buffer_frames"], r["delivered"] + r["lost"], r["outcome"]) for r in rows] == [
-            (8, 85, "stalled"),
-            (16, 85, "stalled"),
-        ], f"run {run}"
-    assert sim.active_fault_count() == 1  # only the suite's param_poll: the stall was cleared
 
 
 class FakeCamera:
@@ -189,58 +65,6 @@ def test_restoring_settings_stops_a_camera_still_running_first():
     cam = FakeCamera(busy=3)
     _restore(cam, {"exposure_time": 0.01})
     assert cam.stops == 1 and cam.puts == [0.01]
-
-
-# ---- the SDK experiments clean up ----------------------------------------------------------
-
-
-class _Interrupted(Exception):
-    pass
-
-
-def test_a_stream_interrupted_mid_experiment_leaves_the_camera_stopped(camera):
-    """Whatever happens inside an experiment, the acquisition is aborted and the
-    callback deregistered (here the mid-stream read itself raises)."""
-
-    class Exploding(sdk.Sdk):
-        def read(self, handle, param_id, attribute=sdk.ATTR_CURRENT):
-            if param_id == sdk.PARAM_TEMP:
-                raise _Interrupted
-            return super().read(handle, param_id, attribute)
-
-    binding = Exploding()
-    with pytest.raises(_Interrupted):
-        doctor.stream(
-            binding, camera.handle, sdk.Region.of(0, 0, 64, 64), experiment="x", arm="with",
-            buffer_frames=8, frames=60, exposure_us=1, stall_timeout=1.0, read_every=5,
-            read_from=3,
-        )  # fmt: skip
-    assert binding.registered(camera.handle, sdk.PL_CALLBACK_EOF) == 0
-    assert binding.status(camera.handle)[0] == "READOUT_NOT_ACTIVE"
-    generated = sim.frames_generated(0)
-    assert not _frames_arrive_within(0.3, lambda: sim.frames_generated(0) != generated)
-
-
-def _frames_arrive_within(seconds: float, changed) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if changed():
-            return True
-        time.sleep(0.02)
-    return False
-
-
-def test_settings_snapshot_and_restore(camera):
-    binding = sdk.Sdk()
-    handle = camera.handle
-    saved = sdk.snapshot(binding, handle)
-    assert {sdk.PARAM_READOUT_PORT, sdk.PARAM_SPDTAB_INDEX, sdk.PARAM_GAIN_INDEX,
-            sdk.PARAM_EXP_RES, sdk.PARAM_TEMP_SETPOINT} <= set(saved)  # fmt: skip
-    binding.write(handle, sdk.PARAM_READOUT_PORT, 1)  # "Speed"
-    binding.write(handle, sdk.PARAM_GAIN_INDEX, 2)
-    binding.write(handle, sdk.PARAM_TEMP_SETPOINT, -1000)
-    assert sdk.restore(binding, handle, saved) == []
-    assert sdk.snapshot(binding, handle) == saved
 
 
 def test_sdk_parameter_ids_are_pvcams():
