@@ -17,6 +17,15 @@ from ._catalog import (
     open_catalog,
 )
 from ._export import documents, export_tiff, frame_files, image_keys
+from ._overview import (
+    RecordedFrame,
+    RunImages,
+    RunsOverview,
+    RunState,
+    files_not_in_run,
+    newest_runs,
+    run_images,
+)
 from ._recovery import RunIsLive, left_open, open_runs, recover, recover_run, run_files
 from ._server import asyncpg_uri, check_api_key, serve_catalog
 
@@ -24,14 +33,19 @@ __all__ = [
     "DATABASE",
     "FRAMES_ROUTE",
     "CatalogError",
+    "RecordedFrame",
+    "RunImages",
     "RunIsLive",
     "RunNotFound",
+    "RunState",
+    "RunsOverview",
     "asyncpg_uri",
     "check_api_key",
     "check_frames_folder",
     "documents",
     "embedded_folder",
     "export_tiff",
+    "files_not_in_run",
     "find_run",
     "frame_files",
     "frames_folders",
@@ -39,10 +53,12 @@ __all__ = [
     "image_keys",
     "is_server_uri",
     "left_open",
+    "newest_runs",
     "open_catalog",
     "open_runs",
     "recover",
     "recover_run",
     "run_files",
+    "run_images",
     "serve_catalog",
 ]

@@ -5,9 +5,13 @@ one-page figures.
 """
 
 from ._bench import Bench
-from ._check import Check
+from ._check import Check, CheckOptions, FirstDayCheck
 from ._doctor import NO_UNLOCK, OVERWRITE, UNLOCK, Hypothesis, Run
-from ._probe import SdkResult
+from ._figures import check_figure, probe_figure
+from ._probe import Probe, ProbeOptions, SdkResult
+from ._readout import full_frame_readout
+from ._replay import Replayed, frame_rate, replay
+from ._reports import report_writer
 
 __all__ = [
     "NO_UNLOCK",
@@ -15,7 +19,18 @@ __all__ = [
     "UNLOCK",
     "Bench",
     "Check",
+    "CheckOptions",
+    "FirstDayCheck",
     "Hypothesis",
+    "Probe",
+    "ProbeOptions",
+    "Replayed",
     "Run",
     "SdkResult",
+    "check_figure",
+    "frame_rate",
+    "full_frame_readout",
+    "probe_figure",
+    "replay",
+    "report_writer",
 ]

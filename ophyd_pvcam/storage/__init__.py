@@ -26,6 +26,7 @@ from ._reader import (
     open_frame_file,
     read_frame_file,
 )
+from ._records import read_record
 from ._writer import FrameFile, FrameWriter, Row, check_free_space
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "mark_closed",
     "open_frame_file",
     "read_frame_file",
+    "read_record",
     "record_path",
     "stream_datasets",
 ]

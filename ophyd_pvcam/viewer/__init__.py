@@ -1,5 +1,6 @@
 """Looking at the camera: a live window, a snapped frame, and how frames are drawn."""
 
+from ._figure import frame_figure, frame_png
 from ._liveview import (
     DisplayError,
     LiveView,
@@ -17,6 +18,8 @@ __all__ = [
     "LiveViewsGiveWay",
     "contrast_limits",
     "draw_frame",
+    "frame_figure",
+    "frame_png",
     "live",
     "require_display",
     "snap",
