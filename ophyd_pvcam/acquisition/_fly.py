@@ -7,7 +7,7 @@ runs (periodic collection keeps the catalog current).  The file closes after the
 collect that follows the end of acquisition, so the run references exactly the rows
 in the file; if the run ends some other way (an abort, a failure elsewhere, a plan
 that never collects again), the run's end closes it, and frames the run could not
-take are kept apart in the file and counted (see writer.py).
+take are kept apart in the file and counted (:class:`~ophyd_pvcam.storage.FrameFile`).
 
 A pause stops the camera: a fly scan cannot continue across one, so complete()
 fails with "interrupted by a pause", and the frames up to it stay in the run.
@@ -60,7 +60,8 @@ class FlySession(Session):
 
     def kickoff(self, status: Completion) -> None:
         ctx = self.ctx
-        self._kickoff = status
+        with self._lock:
+            self._kickoff = status
         spec = StreamSpec(Mode.FREE, 0, ctx.buffer_frames)
         stream = Stream(
             spec, self, ctx.frames, retrigger_s=max(0.5, 3 * period_of(ctx.setup, None))
@@ -73,6 +74,8 @@ class FlySession(Session):
             self._complete = status
             drained = self.drained
             if not self.num_frames:
+                # the controller calls complete() only on a fly scan it has kicked off
+                assert self.stream is not None
                 self.stream.stop()  # unbounded: complete() means "stop now"
         if drained:
             self._finish_complete()
@@ -145,7 +148,8 @@ class FlySession(Session):
     def started(self, readings) -> None:
         super().started(readings)
         self._arm()
-        status, self._kickoff = self._kickoff, None
+        with self._lock:
+            status, self._kickoff = self._kickoff, None
         self.ctx.report(self)
         if status is not None:
             status.set_finished()
@@ -198,10 +202,12 @@ class FlySession(Session):
         return self._complete is not None
 
     def _finish_statuses(self, error: BaseException) -> None:
-        for status in (self._kickoff, self._complete):
+        with self._lock:
+            statuses = (self._kickoff, self._complete)
+            self._kickoff = self._complete = None
+        for status in statuses:
             if status is not None and not status.done:
                 status.set_exception(error)
-        self._kickoff = self._complete = None
 
     def _references(self) -> int:
         return self.collected

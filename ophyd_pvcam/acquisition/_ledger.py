@@ -164,7 +164,9 @@ class FrameLedger:
         self.triggers = 0
         self._trigger_point.clear()
 
-    def arrive(self, number: int, bof: float, eof: float, now: float, lost: str | None = None):
+    def arrive(
+        self, number: int, bof: float, eof: float, now: float, lost: str | None = None
+    ) -> Placement | str:
         """A frame came.  Returns its :class:`Placement`, or a string saying why it is
         not written (it is then counted).  ``lost``: the frame came but cannot be kept
         (torn in the camera's buffer, no memory left for it)."""

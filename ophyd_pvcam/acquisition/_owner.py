@@ -2,10 +2,11 @@
 
 pyvcam deadlocks when one thread polls for frames while another finishes the
 acquisition, and PVCAM cameras have been seen to stop delivering frames when
-their parameters are read while they stream (DESIGN.md).  So each device has a
-:class:`CameraOwner`: a thread that makes every backend call -- opening, settings,
-readings, start, poll, trigger, stop -- and, while frames stream, nothing but the
-streaming calls.  Other threads hand it work and wait for the answer.
+their parameters are read while they stream (``docs/decisions/0002-...`` and
+``0006-...``).  So each device has a :class:`CameraOwner`: a thread that makes every
+backend call -- opening, settings, readings, start, poll, trigger, stop -- and, while
+frames stream, nothing but the streaming calls.  Other threads hand it work and wait
+for the answer.
 
 While a :class:`Stream` runs, the owner polls frames into slots of the device's
 :class:`~ophyd_pvcam.storage.FrameQueue` and hands each, with what the backend knows
@@ -109,6 +110,8 @@ class CameraOwner:
     def call(self, fn: Callable[[CameraBackend], T], timeout: float = CALL_TIMEOUT_S) -> T:
         """Run ``fn(backend)`` on the owner thread once it is idle; its result or error."""
         if threading.current_thread() is self._thread:
+            # work running on the owner thread: the backend opened before any work ran
+            assert self._backend is not None
             return fn(self._backend)
         if not self._thread.is_alive():
             raise RuntimeError(f"{self.name}: the camera has been closed")
@@ -147,33 +150,33 @@ class CameraOwner:
 
     def _main(self, open_backend: Callable[[], CameraBackend], opened: Future) -> None:
         try:
-            self._backend = open_backend()
+            backend = self._backend = open_backend()
         except BaseException as error:
             opened.set_exception(error)
             return
-        opened.set_result(self._backend.capabilities)
+        opened.set_result(backend.capabilities)
         while True:
             work, future = self._commands.get()
             if work is None:
                 break
             if isinstance(work, Stream):
                 try:
-                    self._run(work)
+                    self._run(backend, work)
                 except Exception:  # never lose the owner thread: the device needs it
                     log.exception("%s: the acquisition ended badly", self.name)
                 continue
             if future.set_running_or_notify_cancel():
                 try:
-                    future.set_result(work(self._backend))
+                    future.set_result(work(backend))
                 except BaseException as error:
                     future.set_exception(error)
         try:
-            self._backend.close()
+            backend.close()
         except Exception:
             log.exception("%s: closing the camera failed", self.name)
 
-    def _run(self, stream: Stream) -> None:
-        backend, sink = self._backend, stream.sink
+    def _run(self, backend: CameraBackend, stream: Stream) -> None:
+        sink = stream.sink
         self.stream_running = stream
         error: BaseException | None = None
         readings: Readings | None = None
@@ -187,7 +190,7 @@ class CameraOwner:
                 backend.trigger()
             stream.started.set()
             sink.started(readings)
-            self._loop(stream)
+            self._loop(backend, stream)
         except BaseException as exc:  # a camera failure, or a bug: either way, stop
             error = exc
         finally:
@@ -209,8 +212,8 @@ class CameraOwner:
             stream.started.set()
             stream.done.set()
 
-    def _loop(self, stream: Stream) -> None:
-        backend, sink, frames = self._backend, stream.sink, stream.queue
+    def _loop(self, backend: CameraBackend, stream: Stream) -> None:
+        sink, frames = stream.sink, stream.queue
         scratch = np.empty(frames.shape, np.uint16)
         software = stream.spec.mode is Mode.SOFTWARE
         triggered_at = -math.inf
@@ -237,22 +240,22 @@ class CameraOwner:
                     frames.release(slot)
                 stream.camera_status = backend.status()  # for a stall's diagnosis
                 if stream.spec.mode is Mode.SEQUENCE and stream.camera_status in _FINISHED:
-                    self._drain(stream, scratch)
+                    self._drain(backend, stream, scratch)
                     return
                 continue
             triggered_at = -math.inf if software else triggered_at
             self._heartbeat()
             stream.take_requests()  # a request made before this frame's trigger edge
             sink.frame(info, slot, time.time())
-        self._drain(stream, scratch)
+        self._drain(backend, stream, scratch)
 
-    def _drain(self, stream: Stream, scratch: np.ndarray) -> None:
+    def _drain(self, backend: CameraBackend, stream: Stream, scratch: np.ndarray) -> None:
         """Take the frames the driver already holds (at most a buffer's worth)."""
         frames = stream.queue
         for _ in range(stream.spec.buffer_frames + max(stream.spec.frames, 0) + 1):
             slot = frames.slot()
             try:
-                info = self._backend.poll(0, scratch if slot is None else frames.buffer(slot))
+                info = backend.poll(0, scratch if slot is None else frames.buffer(slot))
             except CameraError:
                 info = None
             if info is None:

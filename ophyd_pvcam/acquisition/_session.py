@@ -9,8 +9,46 @@ be kept, and closes the file with exactly the rows the run references.
 
 Threads: the owner thread calls the sink methods; the writer thread reports
 progress; the watchdog reports stalls; the RunEngine thread triggers, kicks off,
-collects and closes.  All state that more than one of them touches is guarded by
-``self._lock``, and every status is finished by one method, under that lock.
+collects and closes; the device's ``report`` callback reads the session from
+whichever of them reports.
+
+Under ``self._lock``: whether the session is closed, its error and stall, the
+watchdog's token, a step scan's stream, the pending step point and the fly scan's
+statuses, and what a fly scan has handed to the run (its datums, events and stream
+documents; a step scan's documents guard themselves with their own lock).  A status
+is finished by whichever method takes it from the session under the lock, so it
+finishes exactly once, and after the lock is let go (its callbacks may call back
+in); a trigger refused at once fails where it is refused.
+
+Not under the lock, on purpose:
+
+- The :class:`~ophyd_pvcam.acquisition.FrameLedger`.  While a stream runs only the
+  owner thread changes it, frame by frame (taking the lock per frame would make the
+  camera wait on the RunEngine); other threads only read it.  A count or a row is
+  read whole (one attribute or one ``array`` slice, atomic under the GIL), at worst a
+  frame old, and rows already handed to the run are never changed while the camera
+  runs.  What is unsafe is iterating a container while the owner adds to it: lists
+  and arrays are read by slicing (one call), and ``lost.by_reason``, which gains a key
+  at a reason's first loss, is copied in one call by :meth:`Session.summary_line`
+  before it iterates.  Other threads change the ledger (``abandon`` at a pause,
+  ``unwritten`` at close) only after :meth:`Session.stop_camera` has waited for the
+  stream to end -- unless it gave up after ``STOP_TIMEOUT_S``, which it logs as an
+  error.
+- The writer's counters: ``submitted`` is written by the owner thread, ``processed``
+  and ``flushed`` by the writer thread, each an int with one writer; a reader gets a
+  whole value, possibly a frame old.  A step point completes on the writer thread,
+  from the count it has just flushed; a fly scan's complete waits for the writer
+  through :meth:`~ophyd_pvcam.storage.FrameWriter.drain`, which reads ``flushed``
+  under the writer's own condition.
+- ``StepSession._pending`` is set and cleared under the lock, but the owner and writer
+  threads read it without: there a point is only annotated (its last frame's
+  sequence, its statistics), and :meth:`StepSession._finish_point` checks again under
+  the lock that it is still the pending point, so a point a pause abandoned meanwhile
+  is never finished.  The writer thread likewise reads a fly scan's complete status
+  without the lock, only to report progress on it while it is not done.
+- Plain values written by one thread and read by others (``readings``,
+  ``unreferenced``; a fly scan's ``stream``, set by its kickoff before the stream
+  starts): a reader sees the old value or the new one.
 """
 
 from __future__ import annotations
@@ -89,14 +127,15 @@ class Session:
         self._monitor_token: int | None = None
         self._last_progress = 0.0
         self._loss_times: dict[str, tuple[float, float]] = {}  # reason -> first, last
-        self.resource_path = frame_file_path(ctx.root, ctx.name, self.kind, ctx.run and ctx.run.uid)
+        run_uid = ctx.run.uid if ctx.run is not None else None
+        self.resource_path = frame_file_path(ctx.root, ctx.name, self.kind, run_uid)
         self.path = ctx.root / self.resource_path
         rows, columns = ctx.setup.image_shape
         check_free_space(self.path.parent, rows * columns * 2, self._frames_expected())
         attributes = {
             "device": ctx.name,
             "kind": self.kind,
-            "run_uid": (ctx.run and ctx.run.uid) or "",
+            "run_uid": run_uid or "",
             "camera_settings": ctx.attributes,
         }
         self.file = FrameFile(self.path, ctx.setup.image_shape, attributes, ctx.compression)
@@ -142,6 +181,7 @@ class Session:
         lost = TORN if info.torn else MEMORY if slot is None else None
         placed = self.ledger.arrive(info.number, info.bof, info.eof, now, lost)
         if isinstance(placed, Placement):
+            assert slot is not None  # a frame without a slot came as lost: never placed
             ledger = self.ledger
             row = Row(
                 placed.row,
@@ -308,7 +348,8 @@ class Session:
             self.unreferenced = self.file.close(keep)
         except (OSError, RuntimeError) as error:
             log.error("%s: closing %s failed: %s", self.name, self.path, error)
-            self.error = self.error or error
+            with self._lock:
+                self.error = self.error or error
         # statuses end only now: whoever waits on them finds the file closed
         self._finish_statuses(
             self.error or AcquisitionInterrupted(f"{self.name}: {reason or 'closed'}")
@@ -353,7 +394,9 @@ class Session:
         lost = ledger.lost
         line = f"{self.name}: {self.kind} scan, {self.file.rows} frames written to {self.path}"
         if lost.total:
-            reasons = "; ".join(f"{n} {why}" for why, n in lost.by_reason.items())
+            # one C-level copy: the owner thread may add a reason while this runs
+            by_reason = list(lost.by_reason.items())
+            reasons = "; ".join(f"{n} {why}" for why, n in by_reason)
             if MEMORY in self._loss_times:
                 first, last = self._loss_times[MEMORY]
                 reasons += (

@@ -64,9 +64,10 @@ class Settings:
 
     def camera_setup(self, trigger_mode: str) -> CameraSetup:
         """What the camera needs, with the trigger mode the acquisition uses."""
+        x, y, width, height = self.roi  # a tuple, whatever sequence the signal held
         return CameraSetup(
             exposure_us=self.exposure_us,
-            roi=tuple(self.roi),
+            roi=(x, y, width, height),
             binning=self.binning,
             readout_port=self.readout_port,
             speed_index=self.speed_index,

@@ -159,12 +159,14 @@ class StepSession(Session):
             self.close()  # the file keeps the complete points; the pending one fails
             return
         with self._lock:
-            point = self._pending
+            point, stream = self._pending, self.stream
+            # a stream of ours ended: trigger() set it, under this lock, before it could start
+            assert stream is not None
             incomplete = (
                 self.mode is Mode.SEQUENCE
                 and point is not None
                 and point.last_sequence is None
-                and not self.stream.stopping
+                and not stream.stopping
             )
         if incomplete:
             got = self.ledger.request.filled if self.ledger.request else 0
@@ -222,7 +224,8 @@ class StepSession(Session):
         point = self._pending
         if point is not None:
             self._finish_point(point, error)
-        orphans, self._orphans = self._orphans, []
+        with self._lock:
+            orphans, self._orphans = self._orphans, []
         for orphan in orphans:  # the RunEngine no longer waits on these
             if not orphan.status.done:
                 orphan.status.set_exception(error)

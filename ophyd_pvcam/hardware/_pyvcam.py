@@ -3,8 +3,8 @@
 It decides which ``libpvcam.so.2`` backs pyvcam (the vendor's or our simulator),
 opens a camera by name, learns its capabilities once, applies settings, and streams
 frames: start, poll with a timeout, software triggers, stop.  Every method runs on the
-device's owner thread (pyvcam deadlocks when one thread polls while another finishes,
-DESIGN.md), and nothing here knows about Bluesky.
+device's owner thread (pyvcam deadlocks when one thread polls while another finishes:
+``docs/decisions/0002-...``), and nothing here knows about Bluesky.
 """
 
 from __future__ import annotations
