@@ -170,7 +170,9 @@ def _use_wal(database: Path, *, adbc: bool = False) -> None:
         with contextlib.closing(connection) as db, contextlib.closing(db.cursor()) as cursor:
             cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA journal_mode")
-            if cursor.fetchone()[0].lower() != "wal":
+            row = cursor.fetchone()
+            assert row is not None  # the pragma always answers one row: the mode
+            if row[0].lower() != "wal":
                 cursor.execute("PRAGMA journal_mode=WAL")
                 cursor.fetchall()
     except Exception as error:  # sqlite3.Error or ADBC's: another process has it open
@@ -290,7 +292,7 @@ def _open_embedded(folder: Path, readable: list[Path]) -> Any:
         from tiled.client import Context, from_context
         from tiled.server.app import build_app
 
-    from ._recovery import RunMarkers
+    from ._markers import RunMarkers
     from ._tiled import ATTRIBUTE, Guard, attach, hdf5_adapter
 
     folder = folder.expanduser().resolve()

@@ -57,7 +57,8 @@ def _frame_file_adapter() -> type:
 
     class FrameFileAdapter(HDF5ArrayAdapter):
         @classmethod
-        def from_catalog(cls, data_source, node, /, **parameters):
+        def from_catalog(cls, data_source, node, /, *args: Any, **parameters: Any):
+            # a pass-through: tiled calls it with keywords, which go on as they came
             uris = parameters.get("data_uris") or [
                 a.data_uri for a in data_source.assets if a.parameter == "data_uris"
             ]
@@ -66,7 +67,7 @@ def _frame_file_adapter() -> type:
             ]
             with contextlib.suppress(OSError):  # a missing file: let tiled report it
                 parameters["swmr"] = not all(is_closed(p) for p in paths)
-            return super().from_catalog(data_source, node, **parameters)
+            return super().from_catalog(data_source, node, *args, **parameters)
 
     return FrameFileAdapter
 
@@ -124,7 +125,7 @@ def install() -> None:
     async def put_asset(self, db, asset):
         guard = _guard(self)
         path = path_of(asset.data_uri) if guard is not None else None
-        if path is not None:
+        if guard is not None and path is not None:
             from fastapi import HTTPException
 
             try:
