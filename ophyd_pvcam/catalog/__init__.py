@@ -17,6 +17,8 @@ from ._catalog import (
     open_catalog,
 )
 from ._export import documents, export_tiff, frame_files, image_keys
+from ._markers import RunIsLive
+from ._open_runs import left_open, open_runs, run_files
 from ._overview import (
     RecordedFrame,
     RunImages,
@@ -26,7 +28,7 @@ from ._overview import (
     newest_runs,
     run_images,
 )
-from ._recovery import RunIsLive, left_open, open_runs, recover, recover_run, run_files
+from ._recovery import recover, recover_run
 from ._server import asyncpg_uri, check_api_key, serve_catalog
 
 __all__ = [

@@ -27,25 +27,25 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 
-from ._folders import path_of
+from ophyd_pvcam.storage import (
+    DATA_PATH,
+    SPEC,
+    datum_doc,
+    event_doc,
+    open_frame_file,
+    resource_doc,
+)
 
-SPEC = "AD_HDF5"
+from ._nodes import is_image, node_files, streams
+
 _NAMESPACE = uuid.UUID("5d0c1f9e-0b7a-4c52-9a67-6f1c2d3e4b5a")  # stable ids for rebuilt docs
 
 
 def _uid(*parts: Any) -> str:
     return str(uuid.uuid5(_NAMESPACE, "/".join(map(str, parts))))
-
-
-def _base(node: Any) -> Any:
-    return getattr(node, "base", node)
-
-
-def _streams(run: Any) -> dict[str, Any]:
-    base = _base(run)
-    return {name: _base(base[name]) for name in base}
 
 
 def _plain(value: Any) -> Any:
@@ -57,48 +57,33 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def image_files(node: Any) -> list[Path]:
-    """The files behind one external array node (a camera's images), in order."""
-    found = []
-    for source in node.data_sources() or []:
-        assets = sorted(source.assets or [], key=lambda a: a.num or 0)
-        for asset in assets:
-            path = path_of(asset.data_uri)
-            if path is not None:
-                found.append(Path(path))
-    return found
-
-
 def frame_files(run: Any) -> dict[str, list[Path]]:
     """Every frame file a run references, by ``stream/key``."""
     found = {}
-    for stream, node in _streams(run).items():
+    for stream, node in streams(run).items():
         for key, spec in (node.metadata.get("data_keys") or {}).items():
-            is_image = len(spec.get("shape") or ()) >= 2
-            if spec.get("external") is not None and is_image and key in node:
-                files = image_files(node[key])
+            if is_image(spec) and key in node:
+                files = node_files(node[key])
                 if files:
                     found[f"{stream}/{key}"] = files
     return found
 
 
 def _rows_in(path: Path) -> int:
-    import h5py
-
-    try:
-        f = h5py.File(path, "r", libver="latest", swmr=True)
-    except OSError:
-        f = h5py.File(path, "r")
-    with f:
-        return int(f["/entry/data/data"].shape[0])
+    """Rows of a frame file's image dataset (recorded or not)."""
+    with open_frame_file(path) as f:
+        data = f[DATA_PATH]
+        if not isinstance(data, h5py.Dataset):
+            raise ValueError(f"{path}: {DATA_PATH} is not a dataset")
+        return int(data.shape[0])
 
 
 def documents(run: Any, *, spec: str = SPEC, validate: bool = True) -> Iterator[tuple[str, dict]]:
     """A run's documents, rebuilt from the catalog (start, descriptors, resources,
     datums, events, stop), each checked against event-model's schema.
 
-    Images are datums of ``spec`` resources (``AD_HDF5_SWMR`` by default; pass
-    ``"AD_HDF5"`` for readers that know only that one) with
+    Images are datums of ``spec`` resources (``AD_HDF5`` by default; pass
+    ``"AD_HDF5_SWMR"`` for a reader registered under that name) with
     ``frame_per_point`` frames per event, exactly as the camera declared them.
     """
     from bluesky_tiled_plugins.exporters import build_descriptor_docs
@@ -113,13 +98,15 @@ def documents(run: Any, *, spec: str = SPEC, validate: bool = True) -> Iterator[
     uid = start["uid"]
     yield checked("start", start)
     pending: list[tuple[float, int, str, dict]] = []
-    for stream, node in _streams(run).items():
-        descriptors = build_descriptor_docs(dict(node.metadata), stream, run_start_uid=uid)
+    for stream, node in streams(run).items():
+        descriptors: list[dict[str, Any]] = [
+            dict(d) for d in build_descriptor_docs(dict(node.metadata), stream, run_start_uid=uid)
+        ]
         data_keys = descriptors[0]["data_keys"]
         external = [k for k, v in data_keys.items() if v.get("external") is not None]
         # images become datums; values a declared stream read from the file (a fly scan's
         # frame numbers and times) are plain event data in the classic documents
-        images = [k for k in external if len(data_keys[k].get("shape") or ()) >= 2]
+        images = [k for k in external if is_image(data_keys[k])]
         values = {k: node[k].read() for k in external if k not in images and k in node}
         for descriptor in descriptors:
             for key in values:
@@ -133,30 +120,24 @@ def documents(run: Any, *, spec: str = SPEC, validate: bool = True) -> Iterator[
                 continue
             per_point = int(data_keys[key]["shape"][0]) if data_keys[key].get("shape") else 1
             ids = []
-            files = image_files(node[key])
+            files = node_files(node[key])
             total = int(node[key].shape[0])
             for number, path in enumerate(files):
                 last = number == len(files) - 1
                 points = total - len(ids) if last else _rows_in(path) // per_point
-                resource = {
-                    "uid": _uid(uid, stream, key, number),
-                    "run_start": uid,
-                    "spec": spec,
-                    "root": str(path.parent),
-                    "resource_path": path.name,
-                    "resource_kwargs": {"frame_per_point": per_point},
-                    "path_semantics": "posix",
-                }
+                resource = resource_doc(
+                    path.parent,
+                    path.name,
+                    per_point,
+                    uid=_uid(uid, stream, key, number),
+                    run_start=uid,
+                    spec=spec,
+                )
                 yield checked("resource", resource)
                 for point in range(points):
-                    datum_id = f"{resource['uid']}/{point}"
-                    datum = {
-                        "resource": resource["uid"],
-                        "datum_id": datum_id,
-                        "datum_kwargs": {"point_number": point},
-                    }
+                    datum = datum_doc(resource["uid"], point)
                     yield checked("datum", datum)
-                    ids.append(datum_id)
+                    ids.append(datum["datum_id"])
             datums[key] = ids
         times = [d["time"] for d in descriptors]
         count = max(
@@ -182,15 +163,15 @@ def documents(run: Any, *, spec: str = SPEC, validate: bool = True) -> Iterator[
                 elif key in row:
                     data[key] = _plain(row[key])
                     stamps[key] = float(row.get(f"ts_{key}", when))
-            event = {
-                "uid": _uid(descriptor["uid"], seq_num),
-                "descriptor": descriptor["uid"],
-                "seq_num": seq_num,
-                "time": when,
-                "data": data,
-                "timestamps": stamps,
-                "filled": {k: False for k in datums if k in data},
-            }
+            event = event_doc(
+                descriptor["uid"],
+                seq_num,
+                when,
+                data,
+                stamps,
+                {k: False for k in datums if k in data},
+                uid=_uid(descriptor["uid"], seq_num),
+            )
             pending.append((when, len(pending), "event", event))
     for _, _, name, doc in sorted(pending, key=lambda item: item[:2]):
         yield checked(name, doc)
@@ -201,12 +182,12 @@ def documents(run: Any, *, spec: str = SPEC, validate: bool = True) -> Iterator[
 
 def image_keys(run: Any) -> list[tuple[str, str]]:
     """(stream, key) of every camera image in a run."""
-    found = []
-    for stream, node in _streams(run).items():
-        for key, spec in (node.metadata.get("data_keys") or {}).items():
-            if spec.get("external") is not None and len(spec.get("shape") or ()) >= 2:
-                found.append((stream, key))
-    return found
+    return [
+        (stream, key)
+        for stream, node in streams(run).items()
+        for key, spec in (node.metadata.get("data_keys") or {}).items()
+        if is_image(spec)
+    ]
 
 
 def export_tiff(

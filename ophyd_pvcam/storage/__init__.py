@@ -5,7 +5,16 @@ Imports no ophyd, bluesky or tiled.
 """
 
 from ._compression import BLOCK_ELEMENTS, COMPRESSIONS, Bslz4
-from ._documents import AssetDocs, StreamAssets
+from ._descriptors import file_descriptor, image_key, point_frame_number, point_readings
+from ._documents import (
+    AssetDocs,
+    FileStreams,
+    StreamAssets,
+    datum_doc,
+    datum_id,
+    event_doc,
+    resource_doc,
+)
 from ._layout import (
     DATA_PATH,
     LOST_NUMBERS,
@@ -41,6 +50,7 @@ __all__ = [
     "UNREFERENCED_PATH",
     "AssetDocs",
     "Bslz4",
+    "FileStreams",
     "FrameFile",
     "FrameQueue",
     "FrameWriter",
@@ -48,12 +58,20 @@ __all__ = [
     "Row",
     "StreamAssets",
     "check_free_space",
+    "datum_doc",
+    "datum_id",
+    "event_doc",
+    "file_descriptor",
+    "image_key",
     "is_closed",
     "lookup3",
     "mark_closed",
     "open_frame_file",
+    "point_frame_number",
+    "point_readings",
     "read_frame_file",
     "read_record",
     "record_path",
+    "resource_doc",
     "stream_datasets",
 ]
