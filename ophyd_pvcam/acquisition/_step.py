@@ -187,8 +187,11 @@ class StepSession(Session):
             point.biggest = max(point.biggest, int(pixels.max()))
 
     def _written(self, processed: int, flushed: int) -> None:
-        if self.writer.error is not None and self.error is None:
-            self.fail(self.writer.error)  # the camera stops; the point fails once it has
+        if self.writer.error is not None:
+            # the camera stops; the point fails once it has (its frames count as flushed
+            # though they were never written: a later call must not finish it)
+            if self.error is None:
+                self.fail(self.writer.error)
             return
         point = self._pending
         if point is None:

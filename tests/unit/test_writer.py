@@ -1,0 +1,138 @@
+"""The writer thread alone: frames from the memory queue land row for row in the file,
+progress is reported as they are written and flushed, and a disk that fills up stops
+the writing with a :class:`DiskError` naming the folder, keeps what was written, and
+gives every slot back to the queue."""
+
+from __future__ import annotations
+
+import errno
+import threading
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+from ophyd_pvcam.errors import DiskError
+from ophyd_pvcam.storage import (
+    DATA_PATH,
+    UNREFERENCED_PATH,
+    FrameFile,
+    FrameQueue,
+    FrameWriter,
+    Row,
+)
+from ophyd_pvcam.storage import _writer as writer_module
+
+DEADLINE = 10.0
+SHAPE = (8, 16)
+
+
+class Progress:
+    """What the writer reported, from its thread."""
+
+    def __init__(self):
+        self.calls: list[tuple[int, int]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, processed: int, flushed: int) -> None:
+        with self.lock:
+            self.calls.append((processed, flushed))
+
+
+def submit(queue: FrameQueue, writer: FrameWriter, numbers, flush_last: bool = False) -> None:
+    numbers = list(numbers)
+    for i, number in enumerate(numbers):
+        slot = take_slot(queue)
+        queue.buffer(slot)[...] = number
+        row = Row(writer.submitted, number, 0.0, 0.0, float(number), 0)
+        writer.submit(slot, row, flush=flush_last and i == len(numbers) - 1)
+
+
+def take_slot(queue: FrameQueue) -> int:
+    """A free slot, waiting (with a deadline) for the writer to give one back."""
+    deadline = time.monotonic() + DEADLINE
+    while (slot := queue.slot()) is None:
+        assert time.monotonic() < deadline, f"no slot free within {DEADLINE} s"
+        threading.Event().wait(0.001)
+    return slot
+
+
+def every_slot_free(queue: FrameQueue) -> bool:
+    taken = []
+    while (slot := queue.slot()) is not None:
+        taken.append(slot)
+    for slot in taken:
+        queue.release(slot)
+    return len(taken) == queue.capacity
+
+
+@pytest.fixture
+def queue():
+    frames = FrameQueue(SHAPE, np.uint16, capacity=8)
+    yield frames
+    frames.close()
+
+
+def test_frames_land_row_for_row_and_progress_ends_flushed(queue, tmp_path):
+    file = FrameFile(tmp_path / "f.h5", SHAPE, {"device": "cam"})
+    progress = Progress()
+    writer = FrameWriter(file, queue, progress)
+    writer.start()
+    submit(queue, writer, range(1, 6), flush_last=True)
+    assert writer.drain(DEADLINE)
+    submit(queue, writer, range(6, 21))  # more than the queue holds: slots come back
+    assert writer.drain(DEADLINE)
+    assert writer.stop(DEADLINE)
+    assert writer.error is None and writer.processed == writer.flushed == 20
+    processed = [p for p, _ in progress.calls]
+    assert processed == sorted(processed) and progress.calls[-1] == (20, 20)
+    assert all(flushed <= done for done, flushed in progress.calls)
+    assert file.close(keep=15) == 5  # rows the run does not reference move apart
+    with h5py.File(tmp_path / "f.h5", "r") as f:
+        assert [int(frame[0, 0]) for frame in f[DATA_PATH][()]] == list(range(1, 16))
+        assert [int(frame[0, 0]) for frame in f[UNREFERENCED_PATH][()]] == list(range(16, 21))
+    assert every_slot_free(queue)
+
+
+def test_a_full_disk_stops_the_writing_and_keeps_what_was_written(queue, tmp_path, monkeypatch):
+    write = FrameFile.write
+
+    def write_until_full(self, row, pixels, chunk):
+        if row.row >= 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        write(self, row, pixels, chunk)
+
+    monkeypatch.setattr(FrameFile, "write", write_until_full)
+    file = FrameFile(tmp_path / "f.h5", SHAPE, {})
+    writer = FrameWriter(file, queue, Progress())
+    writer.start()
+    submit(queue, writer, range(1, 8))
+    assert writer.drain(DEADLINE)
+    assert writer.stop(DEADLINE)
+    assert isinstance(writer.error, DiskError)
+    assert str(tmp_path) in str(writer.error) and "the disk is full" in str(writer.error)
+    assert "the 3 frames written before are kept" in str(writer.error)
+    assert writer.processed == 7 and file.rows == 3  # the rest were dropped, not written
+    assert every_slot_free(queue)  # every slot given back, written or not
+    file.close(keep=file.rows)
+    with h5py.File(tmp_path / "f.h5", "r") as f:  # closed cleanly: a plain open reads it
+        assert [int(frame[0, 0]) for frame in f[DATA_PATH][()]] == [1, 2, 3]
+
+
+def test_writing_stops_short_of_a_full_disk_so_the_file_still_closes(queue, tmp_path, monkeypatch):
+    file = FrameFile(tmp_path / "f.h5", SHAPE, {})
+    # a 1 KiB reserve, checked at every frame: after three frames the disk has less left
+    monkeypatch.setattr(writer_module, "RESERVE_MIN_BYTES", 1024)
+    free = iter([1 << 20] * 3)
+    monkeypatch.setattr(writer_module, "free_bytes", lambda folder: next(free, 512))
+    writer = FrameWriter(file, queue, Progress())
+    writer.start()
+    submit(queue, writer, range(1, 200))
+    assert writer.drain(DEADLINE)
+    assert writer.stop(DEADLINE)
+    assert isinstance(writer.error, DiskError) and "nearly full" in str(writer.error)
+    assert file.rows == 3 and writer.processed == 199
+    file.close(keep=file.rows)
+    with h5py.File(tmp_path / "f.h5", "r") as f:
+        assert [int(frame[0, 0]) for frame in f[DATA_PATH][()]] == [1, 2, 3]
