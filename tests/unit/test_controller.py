@@ -28,6 +28,7 @@ from ophyd_pvcam.acquisition import (
     Pending,
     Settings,
 )
+from ophyd_pvcam.acquisition import _controller as controller_module  # a name swapped below
 from ophyd_pvcam.errors import (
     AcquisitionInterrupted,
     CameraAcquisitionError,
@@ -683,3 +684,20 @@ def test_the_camera_is_read_only_while_idle(core, fake):
     assert all(r.temperature == -20.0 and r.read_at <= time.time() for r in during)
     assert before.temperature == -20.0
     assert len(collect(c)) == 300
+
+
+def test_the_automatic_memory_buffer_is_sized_once_and_kept_between_runs(core, monkeypatch):
+    """What is available changes with the page cache from run to run; remaking (and
+    remapping) the queue each time would cost memory and time for nothing."""
+    available = iter([64, 32, 16])
+    monkeypatch.setattr(controller_module, "automatic_memory_buffer_mib", lambda: next(available))
+    c = core.controller
+    queues = []
+    for _ in range(2):
+        c.kickoff(settings(num_frames=5, memory_buffer=0), Done())
+        complete = Done()
+        c.complete(complete)
+        assert complete.outcome() is None and collect(c) == [1, 2, 3, 4, 5]
+        queues.append(c.last.ctx.frames)
+    first, second = queues
+    assert second is first and first.capacity == (64 << 20) // (16 * 8 * 2)
