@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from pyvcam import constants as const
+from pyvcam import pvc
 
 import ophyd_pvcam.sim as sim
 from ophyd_pvcam.hardware import CameraError, CameraSetup, Mode, PyvcamBackend, StreamSpec
@@ -31,19 +33,24 @@ def backend(pvcam_initialized):
     camera.close()
 
 
-def test_a_refused_start_leaves_no_frame_callback_registered(backend):
+def test_a_refused_start_leaves_no_frame_callback_registered(backend, monkeypatch):
     """pyvcam registers its EOF callback before starting and only finish() removes it;
     registering it again without that makes real cameras stop calling it after a few
     frames (the simulator's callback_reregister fault models that report)."""
     sim.inject_fault("callback_reregister", after_frames=5)
     backend.apply(SETUP)
     # bare TIMED_MODE, which pyvcam's setter refuses but a driver can still send: the
-    # start fails with error 185, as reported from real hardware
-    backend._camera._Camera__mode = 0
-    with pytest.raises(CameraError, match=r"refused to start.*185"):
-        backend.start(StreamSpec(Mode.FREE, 0, 16))
-    backend._applied.clear()
-    backend.apply(SETUP)
+    # start fails with error 185, as reported from real hardware (after pyvcam has
+    # registered its callback)
+    start_live = pvc.start_live
+
+    def in_bare_timed_mode(handle, rois, exposure, mode, *rest):
+        return start_live(handle, rois, exposure, const.TIMED_MODE, *rest)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(pvc, "start_live", in_bare_timed_mode)
+        with pytest.raises(CameraError, match=r"refused to start.*185"):
+            backend.start(StreamSpec(Mode.FREE, 0, 16))
     backend.start(StreamSpec(Mode.FREE, 0, 16))
     frame = np.empty((64, 128), np.uint16)
     numbers = []

@@ -83,17 +83,17 @@ class _RawStream:
         self.frame_bytes = self.sdk.setup_cont(self.handle, self.region, 1, CIRC_OVERWRITE)
         self.buffer = np.zeros(self.frame_bytes * 8 // 2, dtype=np.uint16)
         self.counter = FrameCounter()
-        self._extra = on_eof
+        self.also_on_eof = on_eof
         if register:
             self.register()
 
-    def _on_eof(self, info) -> None:
+    def on_eof(self, info) -> None:
         self.counter(info)
-        if self._extra:
-            self._extra(info)
+        if self.also_on_eof:
+            self.also_on_eof(info)
 
     def register(self) -> None:
-        self.sdk.on_frame(self.handle, PL_CALLBACK_EOF, self._on_eof)
+        self.sdk.on_frame(self.handle, PL_CALLBACK_EOF, self.on_eof)
 
     def start(self) -> None:
         self.sdk.start_cont(self.handle, self.buffer)

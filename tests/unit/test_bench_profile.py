@@ -16,7 +16,7 @@ def test_profile_parser_reads_py_spy_samples():
     finally:
         sys.path.remove(str(BENCHMARKS))
     samples = [
-        "thread (11): cam-writer;FrameWriter._run (ophyd_pvcam/writer.py:1);"
+        "thread (11): cam-writer;FrameWriter.run (ophyd_pvcam/writer.py:1);"
         "FrameFile.write (ophyd_pvcam/writer.py:2) 3",
         "thread (12): bluesky-run-engine;RunBundler.collect (bluesky/bundlers.py:3) 1",
     ]
