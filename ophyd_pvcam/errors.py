@@ -8,6 +8,20 @@ from typing import Any
 # that shows the raised error need not show the record too.
 RAISED = "ophyd_pvcam_raised"
 
+# An attribute of an exception: the stall guard has thrown it into the plan already
+# (an exception is the one thing both sides hold; it takes no weak references).
+_DELIVERED = "ophyd_pvcam_delivered"
+
+
+def mark_delivered(error: BaseException) -> None:
+    """``error`` has reached the plan: whoever would report it again need not."""
+    setattr(error, _DELIVERED, True)
+
+
+def was_delivered(error: BaseException) -> bool:
+    """Whether :func:`mark_delivered` was called for ``error``."""
+    return getattr(error, _DELIVERED, False)
+
 
 class CameraUnavailableError(RuntimeError):
     """No PVCAM library or no camera: the message says what to install or set."""

@@ -2,14 +2,14 @@
 camera call, the frame ledger, step and fly sessions, the stall watchdog and its
 diagnosis, the settings checker and the controller that ties them together.
 
-Work is reported through :class:`Completion` objects the face hands in and runs
-are known through :class:`RunLink` (see ``_seams``): the ophyd device and any
-other face drive the same core.  Imports no ophyd, bluesky or tiled.
+Work is reported through :class:`Completion` and :class:`Progress` objects the face
+hands in, and runs are known through :class:`RunLink` (see ``_seams``): the ophyd
+device and any other face drive the same core.  Imports no ophyd, bluesky or tiled.
 """
 
 from ._controller import HARDWARE_TRIGGER_MODES, CameraController
 from ._ledger import GAP, INTERRUPTED, MEMORY, TORN, WRITE, FrameLedger, Placement
-from ._seams import Completion, Pending, RunLink
+from ._seams import Completion, Pending, Progress, RunLink
 from ._settings import Settings, SettingsChecker
 from ._watchdog import StallMonitor
 
@@ -25,6 +25,7 @@ __all__ = [
     "FrameLedger",
     "Pending",
     "Placement",
+    "Progress",
     "RunLink",
     "Settings",
     "SettingsChecker",

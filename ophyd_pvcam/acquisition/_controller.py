@@ -35,7 +35,7 @@ from ._diagnosis import StallSnapshot, describe_stall
 from ._fly import FlySession
 from ._owner import CameraOwner, Stream
 from ._preview import LiveStream
-from ._seams import Completion, RunLink
+from ._seams import Completion, Progress, RunLink
 from ._session import Session, SessionContext, period_of
 from ._settings import Settings, SettingsChecker, automatic_memory_buffer_mib
 from ._step import StepSession
@@ -233,7 +233,7 @@ class CameraController:
             return Mode.FREE
         return Mode.SOFTWARE if SOFTWARE_EDGE in self.capabilities.trigger_modes else Mode.SEQUENCE
 
-    def trigger(self, settings: Settings, status: Completion) -> None:
+    def trigger(self, settings: Settings, status: Progress) -> None:
         self._no_live_view()
         with self._lock:
             staged = self._staged
@@ -308,7 +308,7 @@ class CameraController:
             fly.path,
         )  # fmt: skip
 
-    def complete(self, status: Completion) -> None:
+    def complete(self, status: Progress) -> None:
         fly = self.fly
         if fly is None or (fly.closed and fly.collected == 0 and fly.datums == 0):
             raise RuntimeError(f"{self.name}: complete() without a kickoff()")

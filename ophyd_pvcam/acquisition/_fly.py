@@ -18,13 +18,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 
-from ophyd_pvcam.errors import AcquisitionInterrupted, CameraAcquisitionError
+from ophyd_pvcam.errors import AcquisitionInterrupted, CameraAcquisitionError, was_delivered
 from ophyd_pvcam.hardware import Mode, StreamSpec
 from ophyd_pvcam.storage import StreamAssets, stream_datasets
 
 from ._ledger import FrameLedger
 from ._owner import Stream
-from ._seams import Completion
+from ._seams import Completion, Progress
 from ._session import STOP_TIMEOUT_S, Session, SessionContext, period_of
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ class FlySession(Session):
         self.number = 0  # which fly scan of its device (the controller counts)
         self._software_first = software_first
         self._kickoff: Completion | None = None
-        self._complete: Completion | None = None
+        self._complete: Progress | None = None
         self.drained = False  # the camera stopped and every frame it gave is on disk
         self.datums = 0  # rows handed to the run as datums
         self.collected = 0  # rows handed to the run as events
@@ -69,7 +69,7 @@ class FlySession(Session):
         stream.software_first = self._software_first
         self.stream = ctx.owner.stream(stream)
 
-    def complete(self, status: Completion) -> None:
+    def complete(self, status: Progress) -> None:
         with self._lock:
             self._complete = status
             drained = self.drained
@@ -189,7 +189,7 @@ class FlySession(Session):
             return
         # a stall the stall guard already threw into the plan is not reported again: the
         # fly scan is over, and collect() hands over what came before it
-        if error is None or getattr(error, "delivered", False):
+        if error is None or was_delivered(error):
             status.update(self.file.rows + self.ledger.lost.total)
             status.set_finished()
         else:

@@ -3,8 +3,9 @@ done, and which run the work belongs to.
 
 The core imports no ophyd, bluesky or tiled.  A face (the ophyd device, later an
 ophyd-async one) hands in objects of these shapes: an ophyd status satisfies
-:class:`Completion` as it is; :class:`Pending` is the plain one, for tests and
-for faces that wrap it themselves.
+:class:`Completion` as it is, and :class:`Progress` once it takes ``update``;
+:class:`Pending` is the plain one (both), for tests and for faces that wrap it
+themselves.
 """
 
 from __future__ import annotations
@@ -15,14 +16,20 @@ from typing import Protocol
 
 
 class Completion(Protocol):
-    """One piece of work the core finishes exactly once: progress while it runs, then
-    finished or failed.  The core never waits on it."""
+    """One piece of work the core finishes exactly once: finished or failed (a fly
+    scan's kickoff).  The core never waits on it."""
 
     @property
     def done(self) -> bool: ...
-    def update(self, current: int) -> None: ...
     def set_finished(self) -> None: ...
     def set_exception(self, exc: BaseException) -> None: ...
+
+
+class Progress(Completion, Protocol):
+    """A :class:`Completion` told how far the work has got while it runs, in frames
+    (a step point's trigger, a fly scan's complete)."""
+
+    def update(self, current: int) -> None: ...
 
 
 class RunLink(Protocol):

@@ -25,7 +25,7 @@ from ophyd_pvcam.hardware import Mode, StreamSpec
 
 from ._ledger import FrameLedger, Placement
 from ._owner import Stream
-from ._seams import Completion
+from ._seams import Progress
 from ._session import STOP_TIMEOUT_S, Session, SessionContext, period_of
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class _Point:
     number: int
-    status: Completion
+    status: Progress
     base: int  # frames submitted to the writer before this point
     last_sequence: int | None = None  # the writer's sequence number of its last frame
     means: list[float] = field(default_factory=list)
@@ -71,7 +71,7 @@ class StepSession(Session):
 
     # ---- the RunEngine's side ----------------------------------------------------------
 
-    def trigger(self, status: Completion) -> None:
+    def trigger(self, status: Progress) -> None:
         """Ask for the next point's frames; ``status`` finishes when they are on disk."""
         with self._lock:
             error = self.error or (

@@ -28,8 +28,9 @@ def count_frames(
 ):
     """``num`` points of ``frames_per_point`` frames from every camera in ``detectors``."""
     for detector in detectors:
-        if hasattr(detector, "frames_per_point"):
-            yield from bps.mv(detector.frames_per_point, frames_per_point)
+        signal = getattr(detector, "frames_per_point", None)  # our cameras have one
+        if signal is not None:
+            yield from bps.mv(signal, frames_per_point)
     return (yield from bp.count(list(detectors), num=num, md=md))
 
 

@@ -18,12 +18,13 @@ import threading
 import weakref
 from collections import defaultdict
 from collections.abc import Callable, Generator
-from typing import Any
+from typing import Any, Protocol, TypeGuard
 
 from bluesky.preprocessors import msg_mutator
 from bluesky.utils import FailedStatus, Msg
 
 from ophyd_pvcam.catalog import check_frames_folder
+from ophyd_pvcam.errors import mark_delivered
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,18 @@ class StallGuard:
                 self._runs.remove(run)
 
 
-def _is_camera(obj: Any) -> bool:
+class _Camera(Protocol):
+    """What the guard asks of a camera of ours (known by these attributes)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def acquiring(self) -> bool: ...
+    @property
+    def stall_error(self) -> BaseException | None: ...
+
+
+def _is_camera(obj: Any) -> TypeGuard[_Camera]:
     return hasattr(obj, "stall_error") and hasattr(obj, "acquiring")
 
 
@@ -163,7 +175,7 @@ class _GuardedRun:
         with self._lock:
             error, self._pending = self._pending, None
         if error is not None:
-            error.delivered = True  # the camera need not fail a later complete() with it
+            mark_delivered(error)  # the camera need not fail a later complete() with it
         return error
 
     def run(self, plan) -> Generator[Msg, Any, Any]:
@@ -178,19 +190,20 @@ class _GuardedRun:
                 except StopIteration as stop:
                     return stop.value
                 error, response = None, None
-                camera = msg.obj is not None and _is_camera(msg.obj)
+                obj = msg.obj
+                camera = _is_camera(obj)
                 if camera:
-                    self._cameras.add(msg.obj)
+                    self._cameras.add(obj)
                 if msg.command == "close_run":
                     msg = self._with_losses(msg)
                 if msg.command == "open_run":
                     self._declared.clear()
                 if msg.command == "declare_stream":
                     self._declared.update(msg.args)
-                if msg.command == "kickoff" and camera and msg.obj not in self._declared:
+                if msg.command == "kickoff" and camera and obj not in self._declared:
                     # bluesky takes a fly scan's frames in bulk only from a declared stream
-                    self._declared.add(msg.obj)
-                    yield Msg("declare_stream", None, msg.obj, collect=True, name=msg.obj.name)
+                    self._declared.add(obj)
+                    yield Msg("declare_stream", None, obj, collect=True, name=obj.name)
                 try:
                     if self._guards(msg):
                         response = yield from self._guarded(msg)

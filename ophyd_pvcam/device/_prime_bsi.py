@@ -20,6 +20,7 @@ import atexit
 import dataclasses
 import logging
 import math
+import os
 import weakref
 from collections.abc import Callable
 from pathlib import Path
@@ -117,7 +118,7 @@ class PrimeBSI(Device):
         *,
         sim: bool | None = None,
         camera_name: str | None = None,
-        write_path: str | Path | None = None,
+        write_path: str | os.PathLike | None = None,
         backend: Callable[[], CameraBackend] | None = None,
         **kwargs,
     ):
@@ -126,8 +127,10 @@ class PrimeBSI(Device):
         if backend is None:
             from ophyd_pvcam.hardware import PyvcamBackend
 
-            def backend() -> CameraBackend:
+            def pyvcam_backend() -> CameraBackend:
                 return PyvcamBackend(f"PrimeBSI {name!r}", camera_name, sim)
+
+            backend = pyvcam_backend
 
         self._controller = CameraController(
             name,
@@ -213,11 +216,11 @@ class PrimeBSI(Device):
         if self.acquiring:
             self._controller.set_stall_timeout(timeout)
 
-    def _reading(self, field: str) -> Callable[[], tuple[Any, float]]:
-        def read() -> tuple[Any, float]:
+    def _reading(self, field: str) -> Callable[[], tuple[Any, float | None]]:
+        def read() -> tuple[Any, float | None]:
             readings = self._controller.readings()
             if readings is None:
-                return math.nan, None
+                return math.nan, None  # nothing read yet: stamped now
             return getattr(readings, field), readings.read_at
 
         return read

@@ -10,13 +10,16 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ophyd_pvcam.catalog import open_catalog
 from ophyd_pvcam.hardware import simulator_wanted
 
 from ._preprocessors import FramesFolderCheck, StallGuard
 from ._prime_bsi import PrimeBSI
+
+if TYPE_CHECKING:
+    from tiled.client.base import BaseClient
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +51,7 @@ def make_camera(
 
 
 def make_run_engine(
-    catalog: Any | None = None,
+    catalog: BaseClient | None = None,
     *,
     progress_bar: bool = True,
     best_effort: bool = False,
@@ -60,14 +63,14 @@ def make_run_engine(
     from bluesky.utils import ProgressBarManager
     from bluesky_tiled_plugins import TiledWriter
 
-    if catalog is None:
-        catalog = open_catalog()
+    client: BaseClient = open_catalog() if catalog is None else catalog
     engine = RunEngine(metadata or {})
-    engine.subscribe(TiledWriter(catalog))
-    engine.preprocessors.append(FramesFolderCheck(catalog))  # before anything is written
+    engine.subscribe(TiledWriter(client))
+    engine.preprocessors.append(FramesFolderCheck(client))  # before anything is written
     engine.preprocessors.append(StallGuard())
     if progress_bar:
-        engine.waiting_hook = ProgressBarManager()
+        # bluesky assigns it None in __init__, unannotated; its documented type is a callable
+        engine.waiting_hook = ProgressBarManager()  # pyright: ignore[reportAttributeAccessIssue]
     show_summaries()
     if best_effort:
         from bluesky.callbacks.best_effort import BestEffortCallback
@@ -75,7 +78,7 @@ def make_run_engine(
         callback = BestEffortCallback()
         callback.disable_plots()  # headless by default; enable_plots() in a GUI session
         engine.subscribe(callback)
-    return engine, catalog
+    return engine, client
 
 
 class _Summaries(logging.StreamHandler):

@@ -62,7 +62,9 @@ class LiveSignal(ReadOnlySignal):
     """A read-only value fetched on every read (temperature: the device decides whether
     that means asking the camera or the last value it read, with its time)."""
 
-    def __init__(self, *args, reader: Callable[[], tuple[Any, float]] | None = None, **kwargs):
+    def __init__(
+        self, *args, reader: Callable[[], tuple[Any, float | None]] | None = None, **kwargs
+    ):
         super().__init__(*args, **kwargs)
         self.reader = reader
 

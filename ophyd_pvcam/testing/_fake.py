@@ -179,7 +179,8 @@ class FakeBackend:
         spec = self.spec
         if spec is None or self._sequence_done():
             return False
-        if spec.mode is Mode.SOFTWARE or self.setup.trigger_mode == "Edge Trigger":
+        edge = self.setup is not None and self.setup.trigger_mode == "Edge Trigger"
+        if spec.mode is Mode.SOFTWARE or edge:
             return self._triggers > self._number
         return True
 
