@@ -5,10 +5,13 @@ one-page figures.
 """
 
 from ._bench import Bench
-from ._check import Check, CheckOptions, FirstDayCheck
-from ._doctor import NO_UNLOCK, OVERWRITE, UNLOCK, Hypothesis, Run
-from ._figures import check_figure, probe_figure
+from ._check import FirstDayCheck
+from ._check_figure import check_figure
+from ._check_report import Check, CheckOptions
+from ._experiments import NO_UNLOCK, OVERWRITE, UNLOCK, Run
+from ._judging import Hypothesis
 from ._probe import Probe, ProbeOptions, SdkResult
+from ._probe_figure import probe_figure
 from ._readout import full_frame_readout
 from ._replay import Replayed, frame_rate, replay
 from ._reports import report_writer

@@ -119,7 +119,9 @@ class Bench:
             self.restore_failures.append(str(error))
             log.error("%s: settings not restored: %s", self.name, error)
         finally:
-            self._library.__exit__(None, None, None)
+            if self._library is not None:  # entered: give PVCAM back once
+                self._library.__exit__(None, None, None)
+                self._library = None
             if self._temporary is not None:
                 shutil.rmtree(self._temporary, ignore_errors=True)
 

@@ -26,7 +26,6 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -269,7 +268,7 @@ class Probe:
             self.say(
                 f"\n5. byte-limit / frame-limit: full and quarter-height frames, buffers of "
                 f"{buffers[0]} and {buffers[1]}, each past {o.limit_frames} frames and "
-                f"{doctor._mib(o.limit_bytes)} (ctypes, CIRC_OVERWRITE, exposure "
+                f"{doctor.mib(o.limit_bytes)} (ctypes, CIRC_OVERWRITE, exposure "
                 f"{exposure_us / 1e3:g} ms):"
             )
 
@@ -412,13 +411,3 @@ def text_report(report: dict[str, Any]) -> str:
     if report.get("verdict"):
         lines += ["", doctor.wrap_lines(report["verdict"]["text"].splitlines())]
     return "\n".join(lines)
-
-
-# ---- the picture ------------------------------------------------------------------------------
-
-
-def plot(report: dict[str, Any], path: Path) -> Path:
-    """The one-page picture of a probe (``probe_figure``)."""
-    from ._figures import probe_figure
-
-    return probe_figure(report, Path(path))
