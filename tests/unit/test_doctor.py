@@ -18,36 +18,39 @@ from ophyd_pvcam.diagnostics import _doctor as doctor
 from ophyd_pvcam.hardware import sdk as sdk
 
 
+class Setting:
+    """A setting the camera refuses while it acquires."""
+
+    def __init__(self, cam):
+        self.cam = cam
+
+    def put(self, value):
+        if self.cam.acquiring:
+            raise RuntimeError("cannot change while the camera is acquiring")
+        self.cam.puts.append(value)
+
+
 class FakeCamera:
     """Acquires for ``busy`` polls of ``acquiring``; counts stops and settings put."""
 
     name = "fake"
 
     def __init__(self, busy: int, stops_it: bool = True):
-        self._busy = busy
-        self._stops_it = stops_it
+        self.busy = busy
+        self.stops_it = stops_it
         self.stops = 0
         self.puts: list = []
-        self.exposure_time = self._Setting(self)
+        self.exposure_time = Setting(self)
 
     @property
     def acquiring(self) -> bool:
-        self._busy -= 1
-        return self._busy >= 0
+        self.busy -= 1
+        return self.busy >= 0
 
     def stop(self) -> None:
         self.stops += 1
-        if self._stops_it:
-            self._busy = 0
-
-    class _Setting:
-        def __init__(self, cam):
-            self.cam = cam
-
-        def put(self, value):
-            if self.cam.acquiring:
-                raise RuntimeError("cannot change while the camera is acquiring")
-            self.cam.puts.append(value)
+        if self.stops_it:
+            self.busy = 0
 
 
 def test_the_probe_waits_for_a_stopping_camera_before_the_next_settings():
