@@ -1,5 +1,5 @@
 """The ``ophyd-pvcam`` command: one module per command, no domain logic of its own."""
 
-from ._main import main
+from ._app import main
 
 __all__ = ["main"]

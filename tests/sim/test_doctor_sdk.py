@@ -9,8 +9,8 @@ import time
 
 import pytest
 
+import ophyd_pvcam.cli as cli
 import ophyd_pvcam.sim as sim
-from ophyd_pvcam.cli import _main as cli
 from ophyd_pvcam.diagnostics import _doctor as doctor
 from ophyd_pvcam.hardware import sdk as sdk
 

@@ -7,8 +7,8 @@ import bluesky.plans as bp
 import matplotlib.image
 import pytest
 
+import ophyd_pvcam.cli as cli
 import ophyd_pvcam.sim as sim
-from ophyd_pvcam.cli import _main as cli
 
 
 @pytest.fixture

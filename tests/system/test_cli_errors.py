@@ -18,7 +18,7 @@ import bluesky.plans as bp
 import pytest
 from helpers import small_disk
 
-from ophyd_pvcam.cli import _main as cli
+import ophyd_pvcam.cli as cli
 
 BANNER_LINE = "  #"
 

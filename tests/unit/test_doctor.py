@@ -11,9 +11,16 @@ import pytest
 from bluesky import RunEngine
 from pyvcam import constants as const
 
-from ophyd_pvcam.cli import _main as cli
 from ophyd_pvcam.device._plans import _idle, _restore
-from ophyd_pvcam.diagnostics import NO_UNLOCK, OVERWRITE, UNLOCK, Hypothesis, Run, SdkResult
+from ophyd_pvcam.diagnostics import (
+    NO_UNLOCK,
+    OVERWRITE,
+    UNLOCK,
+    Hypothesis,
+    Run,
+    SdkResult,
+    report_writer,
+)
 from ophyd_pvcam.diagnostics import _doctor as doctor
 from ophyd_pvcam.hardware import sdk as sdk
 
@@ -213,7 +220,7 @@ def test_the_verdict_lists_causes_then_no_unlock_each_with_its_remedy():
 
 
 def test_the_json_report_is_replaced_whole_as_it_grows(tmp_path):
-    save = cli._json_writer(str(tmp_path / "r.json"))
+    save = report_writer(tmp_path / "r.json")
     save({"device": [1]})
     save({"device": [1, 2]})
     assert json.loads((tmp_path / "r.json").read_text()) == {"device": [1, 2]}
