@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import json
 import threading
+import time
 
 import bluesky.plan_stubs as bps
 import h5py
@@ -60,6 +61,14 @@ def file_numbers(path) -> list[int]:
         return [fake_frame_number(frame) for frame in f["/entry/data/data"][()]]
 
 
+def wait_until(condition, what: str, timeout: float = DEADLINE) -> None:
+    """Poll ``condition`` (state another thread changes) until it holds, or fail."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
+        threading.Event().wait(0.002)
+
+
 def only_file(cam):
     (path,) = list(cam.write_path.rglob("*.h5"))
     return path
@@ -90,8 +99,8 @@ def test_collecting_before_complete_keeps_the_camera_running(cam, fake):
     cam.num_frames.put(300)
     cam.kickoff().wait(DEADLINE)
     handed = []
-    for _ in range(2):
-        threading.Event().wait(0.05)  # let some frames land
+    for landed in (30, 60):
+        wait_until(lambda n=landed: fake.frames_made >= n, f"{landed} frames")
         handed += collect(cam)
         assert fake.streaming and fake.stop_calls == 0  # collect never stops the camera
     assert 0 < len(handed) < 300
@@ -104,13 +113,12 @@ def test_collecting_before_complete_keeps_the_camera_running(cam, fake):
 def test_complete_always_finishes_whenever_it_is_called(cam, fake, when):
     for _ in range(3):  # the end of acquisition races complete(): it must never hang
         cam.num_frames.put(20)
+        made = fake.frames_made
         cam.kickoff().wait(DEADLINE)
         if when == "mid-way":
-            threading.Event().wait(0.01)
+            wait_until(lambda n=made + 10: fake.frames_made >= n, "half the frames")
         elif when == "after the end":
-            fake_done = threading.Event()
-            while not fake_done.wait(0.005) and cam.acquiring:
-                pass
+            wait_until(lambda: not cam.acquiring, "the end of the acquisition")
         cam.complete().wait(DEADLINE)
         assert collect(cam) == list(range(1, 21))
 
@@ -256,7 +264,7 @@ def test_pausing_a_fly_stops_it_and_keeps_its_frames(cam, fake):
     cam.num_frames.put(10_000)
     cam.kickoff().wait(DEADLINE)
     complete = cam.complete()
-    threading.Event().wait(0.05)
+    wait_until(lambda: fake.frames_made >= 20, "frames")
     cam.pause()
     assert not fake.streaming
     with pytest.raises(AcquisitionInterrupted, match="stopped by a pause"):
@@ -343,8 +351,7 @@ def test_frames_are_lost_to_memory_only_when_it_is_full_and_counted_so(tmp_path,
         cam.num_frames.put(40)
         cam.kickoff().wait(DEADLINE)
         complete = cam.complete()
-        while fake.frames_made < 40 and not complete.done:
-            threading.Event().wait(0.01)
+        wait_until(lambda: fake.frames_made >= 40 or complete.done, "the camera's frames")
         disk.set()
         complete.wait(DEADLINE)
         written = collect(cam)
