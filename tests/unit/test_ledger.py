@@ -123,3 +123,18 @@ def test_lost_numbers_are_shown_as_ranges():
         arrive(ledger, n)
     assert ledger.lost.numbers() == "2, 5-7, 9-19"
     assert ledger.lost.total == 15
+
+
+def test_a_new_acquisition_numbers_from_1_again_and_its_frames_take_the_next_rows():
+    """A step scan restarts the camera (settings changed, a pause): numbering and
+    triggers start over, rows do not."""
+    ledger = FrameLedger(batched=True, frames_per_point=2, by_trigger=True)
+    ledger.want(0, 2)
+    ledger.triggered(), ledger.triggered()
+    assert [arrive(ledger, n) for n in (1, 2)] == [Placement(0, 0), Placement(1, 0)]
+    ledger.restart()
+    ledger.want(1, 2)
+    ledger.triggered(), ledger.triggered()
+    assert [arrive(ledger, n) for n in (1, 2)] == [Placement(2, 1), Placement(3, 1)]
+    assert list(ledger.numbers) == [1, 2, 1, 2]
+    assert ledger.lost.total == 0 and ledger.duplicates == 0
