@@ -76,8 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         DiskError,
         FrameStallError,
     )
-    from ophyd_pvcam.sim import SimulatorError
-    from ophyd_pvcam.sim._control import FaultSpecError
+    from ophyd_pvcam.sim import FaultSpecError, SimulatorError
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(

@@ -14,6 +14,7 @@ ophyd-pvcam loads it when it first needs pyvcam.  Environment variables:
 from ._control import (
     FAULT_KINDS,
     Fault,
+    FaultSpecError,
     active_fault_count,
     buffer_full,
     clear_faults,
@@ -34,6 +35,7 @@ from ._pixels import frame_number
 __all__ = [
     "FAULT_KINDS",
     "Fault",
+    "FaultSpecError",
     "SimulatorError",
     "active_fault_count",
     "buffer_full",
