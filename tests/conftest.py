@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from helpers import Recorder
 
 
 @pytest.fixture(scope="session")
@@ -44,28 +45,6 @@ def pvcam_initialized():
     pvc.init_pvcam()
     yield
     pvc.uninit_pvcam()
-
-
-class Recorder:
-    """Every document the RunEngine emitted, in order."""
-
-    def __init__(self):
-        self.docs = []
-
-    def __call__(self, name, doc):
-        self.docs.append((name, doc))
-
-    def of(self, name):
-        """Documents of one kind; "event" includes the events of event pages."""
-        from event_model import unpack_event_page
-
-        found = []
-        for n, doc in self.docs:
-            if n == name:
-                found.append(doc)
-            elif name == "event" and n == "event_page":
-                found.extend(unpack_event_page(doc))
-        return found
 
 
 @pytest.fixture

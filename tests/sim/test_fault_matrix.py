@@ -195,7 +195,7 @@ def matrix(data_dir, catalog, tmp_path_factory):
     """Run all 30 scenarios on one camera, then replay every run in one new process."""
     from bluesky import RunEngine
     from bluesky_tiled_plugins import TiledWriter
-    from conftest import Recorder
+    from helpers import Recorder
 
     from ophyd_pvcam import PrimeBSI, StallGuard
 
