@@ -160,12 +160,17 @@ class StepSession(Session):
             return
         with self._lock:
             point, stream = self._pending, self.stream
+            request = self.ledger.request
             # a stream of ours ended: trigger() set it, under this lock, before it could start
             assert stream is not None
+            # the sequence that ended was answering ``request``: a point done once its frames
+            # were on disk may already have a successor pending, its sequence still queued
             incomplete = (
                 self.mode is Mode.SEQUENCE
                 and point is not None
                 and point.last_sequence is None
+                and request is not None
+                and request.point == point.number
                 and not stream.stopping
             )
         if incomplete:

@@ -299,6 +299,72 @@ def test_without_software_triggers_each_point_is_a_sequence(tmp_path):
         c.close()
 
 
+def test_a_sequence_that_ends_short_fails_its_point_saying_so(tmp_path):
+    modes = {k: v for k, v in FAKE_CAPABILITIES.trigger_modes.items() if k not in SOFTWARE_MODES}
+    fake = FakeBackend(capabilities=dataclasses.replace(FAKE_CAPABILITIES, trigger_modes=modes))
+    core = Core(fake, tmp_path)
+    c = core.controller
+    try:
+        s = settings(frames_per_point=2)
+        c.stage(s)
+        step_points(c, s, 1)
+        fake.script[2] = "drop"  # of the next sequence: it ends with one frame
+        status = Done()
+        c.trigger(s, status)
+        failure = status.outcome()
+        assert isinstance(failure, CameraAcquisitionError)
+        assert "ended its sequence with 1 of 2 frames" in str(failure)
+        step = c.step
+        wait_until(lambda: step.closed, "the session closed")
+        assert file_numbers(step.path) == [1, 2, 1] and not fake.streaming  # every row kept
+    finally:
+        c.close()
+
+
+class HoldsItsFirstStop(FakeBackend):
+    """A camera without software triggers whose first stop takes until ``go_on`` is set:
+    the RunEngine's next trigger() comes while the sequence before is still ending."""
+
+    def __init__(self):
+        modes = {
+            k: v for k, v in FAKE_CAPABILITIES.trigger_modes.items() if k not in SOFTWARE_MODES
+        }
+        super().__init__(capabilities=dataclasses.replace(FAKE_CAPABILITIES, trigger_modes=modes))
+        self.go_on = threading.Event()
+        self.held = False
+
+    def stop(self) -> None:
+        if not self.held:
+            self.held = True
+            self.go_on.wait(DEADLINE)
+        super().stop()
+
+
+def test_a_point_triggered_while_the_last_sequence_ends_is_not_failed_by_its_end(tmp_path):
+    """A point is done once its frames are on disk, which can be before its sequence has
+    stopped: the next point's sequence is queued meanwhile, and the end of the one
+    before must not be taken for the end of the new one."""
+    fake = HoldsItsFirstStop()
+    core = Core(fake, tmp_path)
+    c = core.controller
+    try:
+        s = settings(frames_per_point=2)
+        c.stage(s)
+        first = Done()
+        c.trigger(s, first)
+        assert first.outcome() is None  # on disk; its sequence is still stopping
+        second = Done()
+        c.trigger(s, second)
+        fake.go_on.set()
+        assert second.outcome() is None
+        step = c.step
+        c.unstage()
+        assert file_numbers(step.path) == [1, 2, 1, 2] and fake.starts == 2
+    finally:
+        fake.go_on.set()
+        c.close()
+
+
 def test_hardware_edges_answer_the_point_that_waits_for_them(core, fake):
     c = core.controller
     s = settings(trigger_mode="Edge Trigger", frames_per_point=2)
