@@ -163,9 +163,9 @@ class FirstDayCheck:
                 scans = device_checks.open_scans(bench, o)
             if scans is not None:
                 with self._checking("step scan"):
-                    self._add(device_checks.step_scan(cam, bench, self.modes[0], o, *scans))
+                    self._add(device_checks.step_scan(cam, bench, self.modes[0], o, scans))
                 with self._checking("fly scan"):
-                    self._add(device_checks.fly_scan(cam, bench, self.modes[0], o, *scans))
+                    self._add(device_checks.fly_scan(cam, bench, self.modes[0], o, scans))
             with self._checking("temperature"):
                 self._add(device_checks.temperature(cam, o))
         if self.update is not None:

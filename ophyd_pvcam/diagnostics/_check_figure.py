@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ._check_report import WORDS
-from ._figures import FAIL_COLOR, PASS_COLOR, WARN_COLOR, not_run, pyplot
+from ._figures import FAIL_COLOR, PASS_COLOR, WARN_COLOR, finish, panel, pyplot
 
 
 def check_figure(report: dict[str, Any], path: Path) -> Path:
@@ -22,10 +22,8 @@ def check_figure(report: dict[str, Any], path: Path) -> Path:
     grid = figure.add_gridspec(3, 2, height_ratios=[1, 1, 1.45], hspace=0.32, wspace=0.25)
     figure.subplots_adjust(left=0.07, right=0.97, top=0.92, bottom=0.02)
     checks = report.get("checks") or []
-    _rate_panel(figure.add_subplot(grid[0, 0]), checks)
-    _stream_panel(figure.add_subplot(grid[0, 1]), checks)
-    _trigger_panel(figure.add_subplot(grid[1, 0]), checks)
-    _temperature_panel(figure.add_subplot(grid[1, 1]), checks)
+    for place, (prefix, title, draw) in zip(((0, 0), (0, 1), (1, 0), (1, 1)), _PANELS, strict=True):
+        panel(figure.add_subplot(grid[place]), title, _rows(checks, prefix), draw)
     _check_table(figure.add_subplot(grid[2, :]), report)
     camera = report.get("camera") or {}
     passed = report.get("passed")
@@ -51,22 +49,25 @@ def _color(check) -> str:
     return {"pass": PASS_COLOR, "fail": FAIL_COLOR, "warn": WARN_COLOR}[check["status"]]
 
 
-def _mode_labels(rows) -> list[str]:
-    return [r["values"]["mode"].replace(" / ", "\n") for r in rows]
+def _values(rows) -> list[dict]:
+    return [r["values"] for r in rows]
 
 
-def _rate_panel(axes, checks) -> None:
-    rows = _rows(checks, "full-frame rate")
-    title = "Full-frame rate per readout mode (SDK, camera clock)"
-    if not rows:
-        not_run(axes, title)
-        return
+def _mode_bars(axes, rows, heights, texts, fontsize: float, **bar) -> None:
+    """One bar per readout mode, coloured by its check's outcome, each with its text on
+    top, the modes named underneath."""
     x = np.arange(len(rows))
+    axes.bar(x, heights, color=[_color(r) for r in rows], **bar)
+    for xi, height, text in zip(x, heights, texts, strict=True):
+        axes.text(xi, height, text, ha="center", va="bottom", fontsize=fontsize)
+    axes.set_xticks(x, [v["mode"].replace(" / ", "\n") for v in _values(rows)], fontsize=7)
+
+
+def _rate_panel(axes, rows, title: str) -> None:
     measured = [r["values"].get("camera_fps", 0.0) for r in rows]
     expected = [r["values"]["expected_fps"] for r in rows]
-    axes.bar(x, measured, color=[_color(r) for r in rows], label="measured")
     axes.scatter(
-        x,
+        np.arange(len(rows)),
         expected,
         marker="_",
         s=900,
@@ -74,54 +75,25 @@ def _rate_panel(axes, checks) -> None:
         zorder=3,
         label="1 / readout time (the camera's own)",
     )
-    for xi, value in zip(x, measured, strict=True):
-        axes.text(xi, value, f"{value:.1f}", ha="center", va="bottom", fontsize=8)
-    axes.set_xticks(x, _mode_labels(rows), fontsize=7)
+    _mode_bars(axes, rows, measured, [f"{m:.1f}" for m in measured], 8, label="measured")
     axes.set_ylabel("full frames per second")
     axes.set_ylim(0, max(expected + measured) * 1.3)
-    axes.set_title(title, fontsize=10, loc="left")
-    axes.legend(fontsize=8, loc="upper left")
-    axes.grid(alpha=0.3, axis="y")
+    finish(axes, title, legend="upper left", grid="y")
 
 
-def _stream_panel(axes, checks) -> None:
-    rows = _rows(checks, "stream")
-    title = "Streams through ophyd-pvcam: frames lost per mode"
-    if not rows:
-        not_run(axes, title)
-        return
-    x = np.arange(len(rows))
-
+def _stream_panel(axes, rows, title: str) -> None:
     delivered = [r["values"]["frames"] for r in rows]
-    axes.bar(x, delivered, color=[_color(r) for r in rows])
-    for xi, r in zip(x, rows, strict=True):
-        v = r["values"]
-        axes.text(
-            xi,
-            v["frames"],
-            f"{v['frames']}\n{v['lost']} lost\n{v['fps']:.0f} fps",
-            ha="center",
-            va="bottom",
-            fontsize=7,
-        )
+    texts = [f"{v['frames']}\n{v['lost']} lost\n{v['fps']:.0f} fps" for v in _values(rows)]
+    _mode_bars(axes, rows, delivered, texts, 7)
     target = int(rows[0]["expected"].split()[0])
     axes.axhline(target, color="grey", linestyle=":", label=f"target {target}")
-    axes.set_xticks(x, _mode_labels(rows), fontsize=7)
     axes.set_ylabel("frames delivered")
     axes.set_ylim(0, max([*delivered, target]) * 1.35)
-    axes.set_title(
-        f"{title}\n{rows[0]['expected'].split('(')[-1].rstrip(')')}", fontsize=10, loc="left"
-    )
-    axes.legend(fontsize=8, loc="upper right")
-    axes.grid(alpha=0.3, axis="y")
+    roi = rows[0]["expected"].split("(")[-1].rstrip(")")
+    finish(axes, f"{title}\n{roi}", legend="upper right", grid="y")
 
 
-def _trigger_panel(axes, checks) -> None:
-    rows = _rows(checks, "software triggers")
-    title = "Software triggers: trigger to end of frame"
-    if not rows:
-        not_run(axes, title)
-        return
+def _trigger_panel(axes, rows, title: str) -> None:
     v = rows[0]["values"]
     latencies = v["latencies_ms"]
     axes.plot(
@@ -146,17 +118,10 @@ def _trigger_panel(axes, checks) -> None:
             0.5, v["minimum_ms"] / 2, "no frame answered a trigger", ha="center", color=FAIL_COLOR
         )
     axes.set_ylim(0, max([*latencies, v["minimum_ms"]]) * 1.4)
-    axes.set_title(title, fontsize=10, loc="left")
-    axes.legend(fontsize=8, loc="lower right")
-    axes.grid(alpha=0.3)
+    finish(axes, title, legend="lower right")
 
 
-def _temperature_panel(axes, checks) -> None:
-    rows = _rows(checks, "temperature")
-    title = "Temperature"
-    if not rows:
-        not_run(axes, title)
-        return
+def _temperature_panel(axes, rows, title: str) -> None:
     v = rows[0]["values"]
     times, temps = zip(*v["trace"], strict=True)
     axes.plot(times, temps, "o-", color=_color(rows[0]), label="sensor")
@@ -173,9 +138,15 @@ def _temperature_panel(axes, checks) -> None:
             label=f"setpoint +/- {v['tolerance']:g} degC: there",
         )
     axes.set(xlabel="s since the check began waiting", ylabel="degC")
-    axes.set_title(f"{title}: {rows[0]['measured']}", fontsize=10, loc="left")
-    axes.legend(fontsize=8)
-    axes.grid(alpha=0.3)
+    finish(axes, f"{title}: {rows[0]['measured']}", legend="best")
+
+
+_PANELS = (  # which rows each panel draws, under which title
+    ("full-frame rate", "Full-frame rate per readout mode (SDK, camera clock)", _rate_panel),
+    ("stream", "Streams through ophyd-pvcam: frames lost per mode", _stream_panel),
+    ("software triggers", "Software triggers: trigger to end of frame", _trigger_panel),
+    ("temperature", "Temperature", _temperature_panel),
+)
 
 
 def _check_table(axes, report) -> None:

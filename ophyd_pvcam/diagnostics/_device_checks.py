@@ -14,6 +14,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,8 +26,6 @@ from ._bench import Bench
 from ._check_report import Check, CheckOptions, Mode
 
 IDLE_TIMEOUT_S = 30.0
-
-Replay = Callable[[str], Any]  # a run's uid -> the run, from the catalog opened afresh
 
 
 def prepare(cam: Any, bench: Bench) -> None:
@@ -40,8 +39,9 @@ def prepare(cam: Any, bench: Bench) -> None:
     cam.trigger_mode.set("Internal Trigger").wait(10)
 
 
-def _apply(cam: Any, bench: Bench, mode: Mode, size: int, exposure: float) -> None:
-    """A centred square ROI of ``size``, ``mode`` and the exposure (s), once idle."""
+def _apply(cam: Any, bench: Bench, mode: Mode, size: int, exposure: float, **settings: Any) -> None:
+    """A centred square ROI of ``size``, ``mode``, the exposure (s) and ``settings`` (by
+    signal name), once the camera is idle."""
     width, height = bench.sensor
     size = min(size, width, height)
     _wait_idle(cam)
@@ -50,6 +50,8 @@ def _apply(cam: Any, bench: Bench, mode: Mode, size: int, exposure: float) -> No
     cam.speed_index.set(mode.speed).wait(10)
     cam.gain_index.set(mode.gain).wait(10)
     cam.exposure_time.set(exposure).wait(10)
+    for name, value in settings.items():
+        getattr(cam, name).set(value).wait(10)
 
 
 def stream(cam: Any, bench: Bench, mode: Mode, options: CheckOptions) -> Check:
@@ -59,8 +61,7 @@ def stream(cam: Any, bench: Bench, mode: Mode, options: CheckOptions) -> Check:
 
     o = options
     started = time.monotonic()
-    _apply(cam, bench, mode, o.stream_size, o.stream_exposure)
-    cam.num_frames.set(o.stream_frames).wait(10)
+    _apply(cam, bench, mode, o.stream_size, o.stream_exposure, num_frames=o.stream_frames)
     failure = None
     try:
         cam.kickoff().wait(30)
@@ -97,8 +98,36 @@ def stream(cam: Any, bench: Bench, mode: Mode, options: CheckOptions) -> Check:
     )
 
 
-def open_scans(bench: Bench, options: CheckOptions) -> tuple[Any, Replay]:
-    """A RunEngine recording into the check's catalog, and how to replay a run from it."""
+@dataclass
+class Scans:
+    """A RunEngine recording into the check's catalog, and the catalog opened afresh to
+    replay each run, as a later process would."""
+
+    engine: Any
+    replay: Callable[[str], Any]  # a run's uid -> the run
+
+    def run(self, plan: Any) -> tuple[str, str | None, Any]:
+        """Run a plan that opens one run: (its uid, the first line of its error or None,
+        the run replayed).  A failed plan still leaves its run in the catalog."""
+        uids: list[str] = []
+        token = self.engine.subscribe(lambda name, doc: uids.append(doc["uid"]), "start")
+        try:
+            self.engine(plan, purpose="ophyd-pvcam check")
+            failure = None
+        except RunEngineInterrupted:
+            raise
+        except Exception as error:  # the plan failed: what it says, and replay the rest
+            text = str(error)
+            failure = f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
+        finally:
+            self.engine.unsubscribe(token)
+        if not uids:
+            raise RuntimeError(failure or "the plan opened no run")
+        return uids[0], failure, self.replay(uids[0])
+
+
+def open_scans(bench: Bench, options: CheckOptions) -> Scans:
+    """The check's RunEngine and catalog: the one named, or a temporary one."""
     from ophyd_pvcam.catalog import open_catalog
     from ophyd_pvcam.device import make_run_engine
 
@@ -108,30 +137,19 @@ def open_scans(bench: Bench, options: CheckOptions) -> tuple[Any, Replay]:
             raise ValueError("the check keeps its data: name the catalog to record it in")
         location = bench.temporary / "catalog"
     readable = [bench.write_path]
-    catalog = open_catalog(location, readable=readable)
-    engine, _ = make_run_engine(catalog, progress_bar=False)
-
-    def replay(uid: str) -> Any:
-        """The run as a later process sees it: the catalog opened afresh."""
-        return open_catalog(location, readable=readable)[uid]
-
-    return engine, replay
+    engine, _ = make_run_engine(open_catalog(location, readable=readable), progress_bar=False)
+    return Scans(engine, lambda uid: open_catalog(location, readable=readable)[uid])
 
 
-def step_scan(
-    cam: Any, bench: Bench, mode: Mode, options: CheckOptions, engine: Any, replay: Replay
-) -> Check:
+def step_scan(cam: Any, bench: Bench, mode: Mode, options: CheckOptions, scans: Scans) -> Check:
     """A step scan, replayed: one fresh exposure of ``frames_per_point`` frames per point."""
     import bluesky.plans as bp
     from ophyd.sim import SynAxis
 
     o = options
     started = time.monotonic()
-    _apply(cam, bench, mode, o.scan_size, 0.01)
-    cam.frames_per_point.set(o.frames_per_point).wait(10)
-    motor = SynAxis(name="check_motor")
-    uid, failure = _run_plan(engine, bp.scan([cam], motor, 0, 1, o.scan_points))
-    run = replay(uid)
+    _apply(cam, bench, mode, o.scan_size, 0.01, frames_per_point=o.frames_per_point)
+    uid, failure, run = scans.run(bp.scan([cam], SynAxis(name="check_motor"), 0, 1, o.scan_points))
     fpp = o.frames_per_point
     size = min(o.scan_size, *bench.sensor)
     try:
@@ -141,14 +159,9 @@ def step_scan(
         dropped = int(stream["cam_dropped_frames"].read()[-1])
     except (KeyError, IndexError):  # not one point was taken
         images, numbers, dropped = np.zeros((0, fpp, size, size), np.uint16), [], 0
-    exit_status = run.metadata["stop"]["exit_status"]
     expected_numbers = [fpp * (p + 1) for p in range(o.scan_points)]
     shape = (o.scan_points, fpp, size, size)
-    problems = [failure] if failure else []
-    if exit_status != "success" and not failure:
-        problems.append(f"exit status {exit_status}: {_first_line(run.metadata['stop'])}")
-    if tuple(images.shape) != shape:
-        problems.append(f"images {tuple(images.shape)}, expected {shape}")
+    exit_status, problems = _replayed(run, failure, images, shape)
     if numbers != expected_numbers:
         problems.append(f"last frame of each point {numbers}, expected {expected_numbers}")
     if dropped:
@@ -169,18 +182,14 @@ def step_scan(
     )
 
 
-def fly_scan(
-    cam: Any, bench: Bench, mode: Mode, options: CheckOptions, engine: Any, replay: Replay
-) -> Check:
+def fly_scan(cam: Any, bench: Bench, mode: Mode, options: CheckOptions, scans: Scans) -> Check:
     """A fly scan, replayed: ``fly_frames`` frames numbered 1..n, none lost."""
     import bluesky.plans as bp
 
     o = options
     started = time.monotonic()
-    _apply(cam, bench, mode, o.scan_size, 0.002)
-    cam.num_frames.set(o.fly_frames).wait(10)
-    uid, failure = _run_plan(engine, bp.fly([cam]))
-    run = replay(uid)
+    _apply(cam, bench, mode, o.scan_size, 0.002, num_frames=o.fly_frames)
+    uid, failure, run = scans.run(bp.fly([cam]))
     size = min(o.scan_size, *bench.sensor)
     try:
         stream = run["cam"]
@@ -191,13 +200,8 @@ def fly_scan(
             lost += int(np.sum(stream["cam_lost_after"].read()))
     except KeyError:  # not one frame was collected
         images, numbers, lost = np.zeros((0, 1, size, size), np.uint16), [], 0
-    exit_status = run.metadata["stop"]["exit_status"]
     shape = (o.fly_frames, 1, size, size)
-    problems = [failure] if failure else []
-    if exit_status != "success" and not failure:
-        problems.append(f"exit status {exit_status}: {_first_line(run.metadata['stop'])}")
-    if tuple(images.shape) != shape:
-        problems.append(f"images {tuple(images.shape)}, expected {shape}")
+    exit_status, problems = _replayed(run, failure, images, shape)
     if numbers != list(range(1, o.fly_frames + 1)):
         problems.append(f"frame numbers are not 1..{o.fly_frames}")
     if lost:
@@ -284,27 +288,20 @@ def temperature(cam: Any, options: CheckOptions) -> Check:
     return Check("temperature", status, f"{reached:.2f} degC", expected, detail, values, seconds)
 
 
-def _run_plan(engine: Any, plan: Any) -> tuple[str, str | None]:
-    """Run a plan that opens one run: (its uid, the first line of its error or None).
-    A failed plan still leaves its run in the catalog, to replay."""
-    uids: list[str] = []
-    token = engine.subscribe(lambda name, doc: uids.append(doc["uid"]), "start")
-    try:
-        engine(plan, purpose="ophyd-pvcam check")
-        failure = None
-    except RunEngineInterrupted:
-        raise
-    except Exception as error:  # the plan failed: what it says, and replay the rest
-        failure = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
-    finally:
-        engine.unsubscribe(token)
-    if not uids:
-        raise RuntimeError(failure or "the plan opened no run")
-    return uids[0], failure
-
-
-def _first_line(stop: dict) -> str:
-    return ((stop.get("reason") or "").splitlines() or [""])[0]
+def _replayed(
+    run: Any, failure: str | None, images: np.ndarray, shape: tuple[int, ...]
+) -> tuple[str, list[str]]:
+    """A replayed scan's exit status, and what is wrong with it whatever the scan: the
+    plan's failure, another exit status than success, images of another shape."""
+    stop = run.metadata["stop"]
+    exit_status = stop["exit_status"]
+    problems = [failure] if failure else []
+    if exit_status != "success" and not failure:
+        reason = ((stop.get("reason") or "").splitlines() or [""])[0]
+        problems.append(f"exit status {exit_status}: {reason}")
+    if tuple(images.shape) != shape:
+        problems.append(f"images {tuple(images.shape)}, expected {shape}")
+    return exit_status, problems
 
 
 def _wait_idle(cam: Any, timeout: float = IDLE_TIMEOUT_S) -> None:

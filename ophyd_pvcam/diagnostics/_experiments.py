@@ -14,7 +14,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import numpy as np
 
@@ -37,6 +37,14 @@ READ_FROM = 10  # the first read, after this many frames
 OVERWRITE = "OVERWRITE + get latest"
 UNLOCK = "NO_OVERWRITE + get oldest + unlock"
 NO_UNLOCK = "NO_OVERWRITE + get latest, no unlock"
+
+
+class Cause(TypedDict, total=False):
+    """What the tested arm of a pair does that the control does not (:func:`stream`)."""
+
+    register_twice: bool
+    read_every: int
+    read_from: int
 
 
 @dataclass
@@ -204,12 +212,9 @@ def control_pair(
     frames: int,
     exposure_us: int,
     stall_timeout: float,
-    register_twice: bool = False,
-    read_every: int = 0,
-    read_from: int = 0,
+    **cause: Unpack[Cause],
 ) -> tuple[Run, Run]:
-    """The same stream twice: without the cause (first), then with it (the cause is
-    :func:`stream`'s ``register_twice`` or ``read_every`` and ``read_from``)."""
+    """The same stream twice: without the cause (first), then with it."""
     one_arm = functools.partial(
         stream,
         sdk,
@@ -222,9 +227,7 @@ def control_pair(
         stall_timeout=stall_timeout,
     )
     control = one_arm(arm="without")
-    tested = one_arm(
-        arm="with", register_twice=register_twice, read_every=read_every, read_from=read_from
-    )
+    tested = one_arm(arm="with", **cause)
     return control, tested
 
 

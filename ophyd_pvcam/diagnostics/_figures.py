@@ -11,6 +11,7 @@ conclusion in words.  The pages themselves: ``_probe_figure``, ``_check_figure``
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 STALLED = {"marker": "X", "color": "#c0392b", "markersize": 10, "linestyle": "none"}
@@ -28,6 +29,27 @@ def pyplot() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def finish(
+    axes: Any, title: str, *, legend: str | None, legend_size: float = 8, grid: str = "both"
+) -> None:
+    """Every panel's title (at the left), its legend (``legend``: where; None: none) and a
+    light grid (``grid``: along which axes)."""
+    axes.set_title(title, fontsize=10, loc="left")
+    if legend is not None:
+        axes.legend(fontsize=legend_size, loc=legend)
+    axes.grid(alpha=0.3, axis=grid)
+
+
+def panel(
+    axes: Any, title: str, rows: Sequence[Any], draw: Callable[[Any, Any, str], None]
+) -> None:
+    """``draw(axes, rows, title)``; with no rows, a panel saying it was not run."""
+    if rows:
+        draw(axes, rows, title)
+    else:
+        not_run(axes, title)
 
 
 def not_run(axes: Any, title: str, why: str = "not run") -> None:

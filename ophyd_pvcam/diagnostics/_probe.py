@@ -47,6 +47,8 @@ from ._doctor import NO_UNLOCK, OVERWRITE, UNLOCK
 
 log = logging.getLogger(__name__)
 
+RunPair = tuple[doctor.Run, doctor.Run]  # a controlled pair: without the cause, with it
+
 
 @dataclass(frozen=True)
 class Strategy:
@@ -240,29 +242,35 @@ class Probe:
                     self._changed()
             self.say(strategy_table(self.report["sdk"]))
 
-            common = dict(
-                buffer_frames=max(o.buffers),
-                frames=o.frames,
-                exposure_us=exposure_us,
-                stall_timeout=timeout,
-            )
-            self.say(
-                f"\n3. param-polling: the same stream without and with a temperature read "
-                f"every {doctor.READ_EVERY} frames from frame {doctor.READ_FROM}, {small}:"
-            )
-            param = doctor.param_polling_runs(sdk, handle, region, **common)
-            experiments["param_polling"] = [r.as_dict() for r in param]
-            self._changed()
-            self.say(run_table(param, reads=True))
+            def pair(key: str, heading: str, runs_of: Callable[..., RunPair]) -> RunPair:
+                """One controlled pair, recorded and shown as soon as it has run."""
+                self.say(heading)
+                runs = runs_of(
+                    sdk,
+                    handle,
+                    region,
+                    buffer_frames=max(o.buffers),
+                    frames=o.frames,
+                    exposure_us=exposure_us,
+                    stall_timeout=timeout,
+                )
+                experiments[key] = [r.as_dict() for r in runs]
+                self._changed()
+                self.say(run_table(runs, reads=key == "param_polling"))
+                return runs
 
-            self.say(
-                f"\n4. callback-reregistration: the EOF callback registered once, then "
-                f"twice, {small}:"
+            param = pair(
+                "param_polling",
+                f"\n3. param-polling: the same stream without and with a temperature read "
+                f"every {doctor.READ_EVERY} frames from frame {doctor.READ_FROM}, {small}:",
+                doctor.param_polling_runs,
             )
-            callback = doctor.callback_runs(sdk, handle, region, **common)
-            experiments["callback_reregistration"] = [r.as_dict() for r in callback]
-            self._changed()
-            self.say(run_table(callback))
+            callback = pair(
+                "callback_reregistration",
+                f"\n4. callback-reregistration: the EOF callback registered once, then "
+                f"twice, {small}:",
+                doctor.callback_runs,
+            )
 
             buffers = doctor.limit_buffers(o.buffers)
             self.say(

@@ -18,7 +18,9 @@ from ._figures import (
     SERIES,
     STALLED,
     WARN_COLOR,
+    finish,
     not_run,
+    panel,
     pyplot,
 )
 
@@ -28,15 +30,40 @@ def _legend_markers(axes) -> None:
     axes.plot([], [], label="stalled (frames stopped)", **STALLED)
 
 
+def _delivered_by_buffer(axes, title: str, target: int, *, legend: str) -> None:
+    """The axes of frames delivered against buffer size, with the target dotted."""
+    axes.axhline(target, color="grey", linestyle=":", label="target")
+    _legend_markers(axes)
+    axes.set(xlabel="circular buffer (frames)", ylabel="frames delivered")
+    axes.set_ylim(0, target * 1.15)
+    finish(axes, title, legend=legend, legend_size=7)
+
+
 def probe_figure(report: dict[str, Any], path: Path) -> Path:
     plt = pyplot()
     figure = plt.figure(figsize=(17, 10))
     grid = figure.add_gridspec(3, 4, height_ratios=[1, 0.62, 0.5], hspace=0.42, wspace=0.3)
     figure.subplots_adjust(left=0.045, right=0.985, top=0.89, bottom=0.02)
-    _fly_panel(figure.add_subplot(grid[0, 0]), report)
-    _strategy_panel(figure.add_subplot(grid[0, 1]), report)
+    options = report.get("options") or {}
+    panel(
+        figure.add_subplot(grid[0, 0]),
+        "1. ophyd-pvcam fly scans (pyvcam)",
+        report.get("device") or [],
+        _fly_panel,
+    )
+    panel(
+        figure.add_subplot(grid[0, 1]),
+        "2. no-unlock: buffer strategies (SDK)",
+        report.get("sdk") or [],
+        lambda axes, rows, title: _strategy_panel(axes, rows, title, options),
+    )
     _pair_panel(figure.add_subplot(grid[0, 2]), report)
-    _limit_panel(figure.add_subplot(grid[0, 3]), report)
+    panel(
+        figure.add_subplot(grid[0, 3]),
+        "5. byte-limit / frame-limit (SDK)",
+        (report.get("experiments") or {}).get("limits") or [],
+        _limit_panel,
+    )
     _hypotheses_panel(figure.add_subplot(grid[1, :]), report)
     _verdict_panel(figure.add_subplot(grid[2, :]), report)
     camera = report.get("camera") or {}
@@ -53,12 +80,7 @@ def probe_figure(report: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def _fly_panel(axes, report) -> None:
-    rows = report.get("device") or []
-    title = "1. ophyd-pvcam fly scans (pyvcam)"
-    if not rows:
-        not_run(axes, title)
-        return
+def _fly_panel(axes, rows, title: str) -> None:
     x, y, width, height = rows[0]["roi"]
     groups: dict[str, list] = {}
     for row in rows:
@@ -86,22 +108,11 @@ def _fly_panel(axes, report) -> None:
                     fontsize=7,
                     color=SERIES[i % 6],
                 )
-    axes.axhline(rows[0]["target"], color="grey", linestyle=":", label="target")
-    _legend_markers(axes)
-    axes.set_title(f"{title}\nROI {width}x{height} at ({x}, {y})", fontsize=10, loc="left")
-    axes.set(xlabel="circular buffer (frames)", ylabel="frames delivered")
-    axes.set_ylim(0, rows[0]["target"] * 1.15)
-    axes.legend(fontsize=7, loc="lower right")
-    axes.grid(alpha=0.3)
+    title = f"{title}\nROI {width}x{height} at ({x}, {y})"
+    _delivered_by_buffer(axes, title, rows[0]["target"], legend="lower right")
 
 
-def _strategy_panel(axes, report) -> None:
-    rows = report.get("sdk") or []
-    title = "2. no-unlock: buffer strategies (SDK)"
-    if not rows:
-        not_run(axes, title)
-        return
-    options = report.get("options") or {}
+def _strategy_panel(axes, rows, title: str, options: dict) -> None:
     _, _, width, height = options.get("roi", (0, 0, 0, 0))
     strategies = list(dict.fromkeys(r["strategy"] for r in rows))
     for i, name in enumerate(strategies):
@@ -119,23 +130,11 @@ def _strategy_panel(axes, report) -> None:
                 axes.plot([r["buffer_frames"]], [r["delivered"]], **STALLED)
     buffers = sorted({r["buffer_frames"] for r in rows})
     axes.plot(buffers, buffers, "k--", linewidth=0.8, label="delivered = buffer size")
-    axes.axhline(rows[0]["target"], color="grey", linestyle=":", label="target")
-    _legend_markers(axes)
-    axes.set_title(
-        f"{title}\nROI {width}x{height}, CIRC_NO_OVERWRITE vs OVERWRITE", fontsize=10, loc="left"
-    )
-    axes.set(xlabel="circular buffer (frames)", ylabel="frames delivered")
-    axes.set_ylim(0, rows[0]["target"] * 1.15)
-    axes.legend(fontsize=7, loc="center right")
-    axes.grid(alpha=0.3)
+    title = f"{title}\nROI {width}x{height}, CIRC_NO_OVERWRITE vs OVERWRITE"
+    _delivered_by_buffer(axes, title, rows[0]["target"], legend="center right")
 
 
-def _limit_panel(axes, report) -> None:
-    runs = (report.get("experiments") or {}).get("limits") or []
-    title = "5. byte-limit / frame-limit (SDK)"
-    if not runs:
-        not_run(axes, title)
-        return
+def _limit_panel(axes, runs, title: str) -> None:
     buffers = sorted({r["buffer_frames"] for r in runs})
     for i, buffer in enumerate(buffers):
         group = sorted(
@@ -203,10 +202,9 @@ def _limit_panel(axes, report) -> None:
     axes.set_xlim(sizes[0] / 1.6, sizes[-1] * 1.6)
     top = max(max(r["last_frame"] for r in runs), max(r["target"] for r in runs))
     axes.set_ylim(0, top * 1.25)
-    axes.set_title(f"{title}\nlast frame of each stream, by frame size", fontsize=10, loc="left")
     axes.set(xlabel="frame size (log scale)", ylabel="last frame number")
-    axes.legend(fontsize=7, loc="upper right")
-    axes.grid(alpha=0.3)
+    title = f"{title}\nlast frame of each stream, by frame size"
+    finish(axes, title, legend="upper right", legend_size=7)
 
 
 def _shape_of(runs, mib: float) -> str:
@@ -272,8 +270,7 @@ def _pair_panel(axes, report) -> None:
             axes.hlines(runs[0]["target"], 3 * i - 0.4, 3 * i + 1.4, color="grey", linestyle=":")
     axes.set_xticks(positions, labels, fontsize=7)
     axes.set_ylabel("frames delivered (dotted: target)")
-    axes.set_title(title, fontsize=10, loc="left")
-    axes.grid(alpha=0.3, axis="y")
+    finish(axes, title, legend=None, grid="y")
 
 
 def _hypotheses_panel(axes, report) -> None:
