@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ophyd_pvcam import sim
 from ophyd_pvcam.errors import CameraInUseError, CameraUnavailableError
+from ophyd_pvcam.hardware import Capabilities
 from ophyd_pvcam.hardware.sdk import (
     EXP_RES_ONE_MICROSEC,
     PARAM_EXP_RES,
@@ -129,6 +130,20 @@ class Bench:
     def temporary(self) -> Path | None:
         """The folder removed at the end (None with ``keep_data``)."""
         return self._temporary
+
+    def identity(self, caps: Capabilities) -> dict[str, object]:
+        """What the camera says it is (``caps``: its capabilities), for a report: the
+        probe and the check name the camera the same way."""
+        return {
+            "name": caps.name,
+            "model": caps.model,
+            "serial_number": caps.serial_number,
+            "firmware_version": caps.firmware_version,
+            "simulated": bool(caps.simulated),
+            "sensor": [caps.sensor_width, caps.sensor_height],
+            "pixel_size_um": caps.pixel_size_um,
+            "pvcam_version": self.pvcam_version,
+        }
 
     # ---- the two ways in -----------------------------------------------------------------
 

@@ -178,15 +178,8 @@ class FirstDayCheck:
         import pyvcam
 
         self.camera = {
-            "name": caps.name,
-            "model": caps.model,
-            "serial_number": caps.serial_number,
-            "firmware_version": caps.firmware_version,
+            **self.bench.identity(caps),
             "chip": caps.chip_name,
-            "sensor": [caps.sensor_width, caps.sensor_height],
-            "pixel_size_um": caps.pixel_size_um,
-            "simulated": bool(caps.simulated),
-            "pvcam_version": self.bench.pvcam_version,
             "pyvcam_version": getattr(pyvcam, "__version__", "?"),
             "modes": [asdict(m) for m in self.modes],
             "trigger_modes": list(caps.trigger_modes),

@@ -166,7 +166,7 @@ class Probe:
                 "frame/byte-limit streams; the other experiments run on a healthy camera"
             )
         with self.bench.device() as cam:
-            self.report["camera"] = camera_identity(cam, self.bench)
+            self.report["camera"] = self.bench.identity(cam.capabilities)
             self.say(describe_camera(self.report["camera"]))
             if self.report["injected"]:
                 self.say(f"injected {self.report['injected']}")
@@ -331,20 +331,6 @@ def _injected(after_frames: int | None) -> Iterator[None]:
     finally:
         sim.clear_faults()
         sim.inject_environment_faults()
-
-
-def camera_identity(cam, bench) -> dict[str, Any]:
-    caps = cam.capabilities
-    return {
-        "name": caps.name,
-        "model": caps.model,
-        "serial_number": caps.serial_number,
-        "firmware_version": caps.firmware_version,
-        "simulated": bool(caps.simulated),
-        "sensor": [caps.sensor_width, caps.sensor_height],
-        "pixel_size_um": caps.pixel_size_um,
-        "pvcam_version": bench.pvcam_version,
-    }
 
 
 def describe_camera(camera: dict[str, Any]) -> str:
