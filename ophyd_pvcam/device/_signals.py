@@ -98,6 +98,17 @@ class CameraStatus(DeviceStatus):
     def _settled(self) -> None:
         """ophyd would tell watchers "0 % done" as the status ends; nothing to add."""
 
+    def __str__(self) -> str:
+        """A failed status reads as its failure.  bluesky raises ``FailedStatus(status)``
+        into the plan and writes ``str()`` of that as the run's reason: without this, a
+        plain RunEngine's stop document says ``ProgressStatus(device=cam, done=True,
+        success=False)`` and the stall's diagnosis exists only in a chained traceback."""
+        if self.done and not self.success:
+            error = self.exception(timeout=0)
+            if error is not None:
+                return str(error)
+        return super().__str__()
+
 
 class ProgressStatus(CameraStatus):
     """A status that reports frames done to its watchers (bluesky progress bars)."""
