@@ -179,8 +179,31 @@ def _use_wal(database: Path, *, adbc: bool = False) -> None:
         log.info("could not switch %s to WAL yet: %s", database, error)
 
 
+def _refuse_foreign(database: Path) -> None:
+    """A ``catalog.db`` that is not a tiled catalog is left as it is: damaged, or another
+    program's database, it gets one line naming it, and nothing is created beside it."""
+    if not database.is_file() or database.stat().st_size == 0:
+        return
+    advice = (
+        "nothing was changed; restore it from a backup or move it away, or give another "
+        "folder (--catalog, or OPHYD_PVCAM_CATALOG)"
+    )
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+    except sqlite3.Error as error:
+        raise CatalogError(f"{database} is not a catalog ({error}): {advice}") from None
+    if tables and not {"alembic_version", "nodes"} <= tables:
+        shown = ", ".join(sorted(tables)[:3]) + (", ..." if len(tables) > 3 else "")
+        raise CatalogError(
+            f"{database} is another program's database (tables {shown}), not a tiled "
+            f"catalog: {advice}"
+        )
+
+
 def _prepare(folder: Path) -> _FileLock:
     """Create the catalog once, whoever gets there first; returns its write lock."""
+    _refuse_foreign(folder / DATABASE)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "data").mkdir(exist_ok=True)
     lock = _FileLock(folder / LOCK_FILE)

@@ -9,8 +9,10 @@ user would.  Exit codes: 0 ok, 1 acquisition failed, 2 bad arguments or settings
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 
@@ -47,6 +49,12 @@ def recorded(data_dir, tmp_path_factory):
     (scratch / "a-file").write_text("not a catalog")
     (scratch / "empty").mkdir()
     (scratch / "bad-config.toml").write_text("catalog = [\n")
+    (scratch / "damaged").mkdir()
+    (scratch / "damaged" / "catalog.db").write_bytes(bytes(range(256)) * 20)
+    (scratch / "foreign").mkdir()
+    with contextlib.closing(sqlite3.connect(scratch / "foreign" / "catalog.db")) as db:
+        db.execute("CREATE TABLE samples (name TEXT)")
+        db.commit()
     return {"catalog": folder, "uid": uid, "scratch": scratch}
 
 
@@ -110,6 +118,10 @@ TABLE = [
     (["--catalog", "/nonexistent", "runs"], 4, "no catalog at /nonexistent: no such folder"),
     (["--catalog", "{scratch}/a-file", "runs"], 4, "is a file, not a catalog folder"),
     (["--catalog", "{scratch}/empty", "show", "abc"], 4, "holds no catalog.db"),
+    (["--catalog", "{scratch}/damaged", "runs"], 4, "damaged/catalog.db is not a catalog"),
+    (["--catalog", "{scratch}/damaged", "demo", "--frames", "2"], 4, "nothing was changed"),
+    (["--catalog", "{scratch}/foreign", "runs"], 4, "another program's database (tables samples)"),
+    (["--catalog", "{scratch}/foreign", "recover"], 4, "not a tiled catalog"),
     (["--catalog", "ftp://host/x", "runs"], 4, "no catalog at ftp://host/x"),
     (["--catalog", "http://127.0.0.1:9", "runs"], 4, "catalog server at http://127.0.0.1:9"),
     (["--catalog", "http://127.0.0.1:9", "show", "abc"], 4, "http://127.0.0.1:9"),
@@ -184,6 +196,8 @@ def test_every_bad_invocation_is_one_line_with_its_exit_code(
         if not ok:
             failures.append(f"{' '.join(arguments)!r}: exit {got}, stderr {err!r}")
     assert not failures, "\n".join(failures)
+    for name in ("damaged", "foreign"):  # refused, and left exactly as they were
+        assert sorted(p.name for p in (recorded["scratch"] / name).iterdir()) == ["catalog.db"]
 
 
 def test_refused_demos_record_nothing(recorded, capsys, monkeypatch, tmp_path):
