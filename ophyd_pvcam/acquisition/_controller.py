@@ -35,6 +35,7 @@ from ._diagnosis import StallSnapshot, describe_stall
 from ._fly import FlySession
 from ._owner import CameraOwner, Stream
 from ._preview import LiveStream
+from ._pulse import Pulse
 from ._seams import Completion, Progress, RunLink
 from ._session import Session, SessionContext, period_of
 from ._settings import Settings, SettingsChecker, automatic_memory_buffer_mib
@@ -47,6 +48,7 @@ SOFTWARE_EDGE = "Software Trigger Edge"
 SOFTWARE_FIRST = "Software Trigger First"
 HARDWARE_TRIGGER_MODES = {"Edge Trigger", "Trigger First"}
 READINGS_MAX_AGE_S = 1.0
+PULSE_INTERVAL_S = 0.1  # the status signals follow the ledger 10 times a second
 
 
 class CameraController:
@@ -77,6 +79,10 @@ class CameraController:
         self.capabilities: Capabilities = self.owner.capabilities
         self.checker = SettingsChecker(self.capabilities)
         self.monitor = StallMonitor(name)
+        # frames acquired and lost follow the ledger while frames stream (_pulse.py)
+        self.pulse = Pulse(
+            name, PULSE_INTERVAL_S, lambda: self._report(self), lambda: self.acquiring
+        )
         self.owner.set_heartbeat(self.monitor.feed)
         self._frames: FrameQueue | None = None
         # the automatic memory buffer, decided once: sized again at every run from what is
@@ -270,6 +276,7 @@ class CameraController:
                 self._set_stall_timeout(settings, setup)
                 self._staged = settings
         step.trigger(status)
+        self.pulse.start()
 
     def unstage(self) -> None:
         with self._lock:
@@ -303,6 +310,7 @@ class CameraController:
             self.fly = self.last = fly
         self._report(self)
         fly.kickoff(status)
+        self.pulse.start()
         log.info(
             "%s: fly scan of %s frames into %s", self.name, settings.num_frames or "unbounded",
             fly.path,
@@ -427,6 +435,7 @@ class CameraController:
                 session.close("the device was closed")
         self.step = self.fly = self.last = None
         self.monitor.close()
+        self.pulse.close()
         self.owner.close()
         if self._frames is not None:
             self._frames.close()
