@@ -8,7 +8,7 @@ device and any other face drive the same core.  Imports no ophyd, bluesky or til
 """
 
 from ._controller import HARDWARE_TRIGGER_MODES, CameraController
-from ._ledger import GAP, INTERRUPTED, MEMORY, TORN, WRITE, FrameLedger, Placement
+from ._ledger import GAP, INTERRUPTED, MEMORY, RETAKEN, TORN, WRITE, FrameLedger, Placement
 from ._seams import Completion, Pending, Progress, RunLink
 from ._settings import Settings, SettingsChecker
 from ._watchdog import StallMonitor
@@ -18,6 +18,7 @@ __all__ = [
     "HARDWARE_TRIGGER_MODES",
     "INTERRUPTED",
     "MEMORY",
+    "RETAKEN",
     "TORN",
     "WRITE",
     "CameraController",

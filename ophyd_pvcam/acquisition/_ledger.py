@@ -26,6 +26,7 @@ TORN = "overwritten in the camera's buffer while it was read"
 MEMORY = "the memory buffer was full (the disk was slower than the camera)"
 WRITE = "could not be written to disk"
 INTERRUPTED = "belonged to a point that was interrupted"
+RETAKEN = "belonged to a point the RunEngine took again after a pause"
 
 
 @dataclass(frozen=True)
@@ -159,10 +160,24 @@ class FrameLedger:
         return bool(self.target) and self.last_number >= self.target
 
     def restart(self) -> None:
-        """A new acquisition starts (its frames are numbered from 1 again)."""
+        """A new acquisition starts: its frames are numbered from 1 again, and its camera
+        clock starts again (frame times are placed on the wall clock anew, or a frame
+        after a pause would be stamped from the first acquisition's start)."""
         self.last_number = 0
         self.triggers = 0
         self._trigger_point.clear()
+        self._clock_offset = None
+
+    def retake(self, point: int) -> int:
+        """The RunEngine takes ``point`` again, and every point after it: it dropped them
+        (a pause rewound the plan before their events were saved).  Their frames, kept in
+        rows it will overwrite, are counted; returns how many."""
+        start = point * self.frames_per_point
+        dropped = [int(n) for n in self.numbers[start:]]
+        self._truncate(start)
+        for number in dropped:
+            self.lost.add(number, number, RETAKEN)
+        return len(dropped)
 
     def arrive(
         self, number: int, bof: float, eof: float, now: float, lost: str | None = None

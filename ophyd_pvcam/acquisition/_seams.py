@@ -44,6 +44,11 @@ class RunLink(Protocol):
         ...
 
     def when_ends(self, callback: Callable[[], None]) -> None: ...
+    def datums_emitted(self, resource: str) -> int | None:
+        """How many Datums of ``resource`` the run has emitted (None: not even the
+        Resource).  A Datum the RunEngine took but never emitted (a pause or an abort
+        between reading the camera and saving the event) is not referenced."""
+        ...
 
 
 class Pending:

@@ -84,7 +84,7 @@ class StepSession(Session):
             if error is not None:
                 status.set_exception(error)
                 return
-            point = _Point(self.points_done, status, base=self.writer.submitted)
+            point = _Point(self._next_point(), status, base=self.writer.submitted)
             self._pending = point
             stream = self.stream
             if stream is None or stream.stopping or self.mode is Mode.SEQUENCE:
@@ -94,6 +94,34 @@ class StepSession(Session):
         if self.mode is Mode.FREE and not stream.started.wait(STOP_TIMEOUT_S):
             # a hardware trigger may come as soon as trigger() returns: be ready for it
             log.error("%s: the camera did not start within %g s", self.name, STOP_TIMEOUT_S)
+
+    def _next_point(self) -> int:
+        """Where the next point goes: after the last point the run has really emitted.
+
+        bluesky takes a point's Datum when it reads the camera and emits it when it
+        saves the event; a pause between the two rewinds the plan and drops it, and the
+        RunEngine then triggers that point again.  So the retaken point goes in the rows
+        the dropped one had (their frames are counted, as RETAKEN), and the file's rows
+        stay exactly the points the run references, in order.  (Called under the lock.)"""
+        run = self.ctx.run
+        if run is None or self.points_done == 0:
+            return self.points_done
+        emitted = run.datums_emitted(self.docs.resource_uid)
+        taken = emitted or 0
+        if taken < self.points_done:
+            dropped = self.ledger.retake(taken)
+            self.docs.rewind(taken, resource_emitted=emitted is not None)
+            log.warning(
+                "%s: the RunEngine takes point %d again (a pause rewound the plan past %d "
+                "point(s) it had read but not saved); their %d frame(s) are counted as "
+                "retaken",
+                self.name,
+                taken,
+                self.points_done - taken,
+                dropped,
+            )
+            self.points_done = taken
+        return self.points_done
 
     @property
     def waiting(self) -> bool:
@@ -218,12 +246,17 @@ class StepSession(Session):
                 self.points_done += 1
                 mean = sum(point.means) / len(point.means) if point.means else float("nan")
                 self.last_point = PointResult(datum, mean, point.biggest, point.frame_number)
+            # a pause's orphan of this point is done with it: the RunEngine may still
+            # wait on it (it re-adds the statuses of an interrupted wait on resume)
+            redone = [o for o in self._orphans if o.number == point.number]
+            self._orphans = [o for o in self._orphans if o.number != point.number]
         self.ctx.report(self)
-        if error is None:
-            point.status.update(self.ctx.frames_per_point)
-            point.status.set_finished()
-        else:
-            point.status.set_exception(error)
+        for done in (point, *redone):
+            if error is None:
+                done.status.update(self.ctx.frames_per_point)
+                done.status.set_finished()
+            else:
+                done.status.set_exception(error)
 
     def _status_waiting(self) -> bool:
         return self._pending is not None
@@ -234,14 +267,22 @@ class StepSession(Session):
             self._finish_point(point, error)
         with self._lock:
             orphans, self._orphans = self._orphans, []
-        for orphan in orphans:  # the RunEngine no longer waits on these
-            if not orphan.status.done:
-                orphan.status.set_exception(error)
+        for orphan in orphans:
+            # a point a pause interrupted and the run never took again (it ended
+            # paused): nothing waits on it, and failing it now would raise in the
+            # RunEngine as it finishes.  It ends as the session does.
+            if self.error is None:
+                orphan.status.set_finished()
+            else:
+                orphan.status.set_exception(self.error)
 
     def _references(self) -> int:
-        """Points whose datum the RunEngine took (a point done just as the plan was
-        aborted never reached the run)."""
-        return self.docs.handed_over * self.ctx.frames_per_point
+        """Points whose Datum the run emitted: a point done just as the plan was aborted
+        or paused, read but never saved, never reached the run."""
+        run = self.ctx.run
+        if run is None:  # outside a run the file keeps every row anyway
+            return self.docs.handed_over * self.ctx.frames_per_point
+        return (run.datums_emitted(self.docs.resource_uid) or 0) * self.ctx.frames_per_point
 
     def read_result(self) -> dict[str, Any]:
         return {} if self.last_point is None else vars(self.last_point)

@@ -182,13 +182,28 @@ class AssetDocs:
         schema_validators[DocumentNames.resource].validate(self._resource)
         self._lock = threading.Lock()
         self._queued: list[tuple[str, Document]] = []
+        self._resource_out = False  # the Resource was handed over (with a first Datum)
         self.points = 0  # datums made
-        self.handed_over = 0  # datums the RunEngine has taken: the run references these
+        self.handed_over = 0  # datums the RunEngine has taken (it may yet drop some)
+
+    @property
+    def resource_uid(self) -> str:
+        return self._resource["uid"]
+
+    def rewind(self, points: int, resource_emitted: bool) -> None:
+        """The RunEngine dropped Datums it had taken (a pause rewound the plan past the
+        events that would have carried them): the next point is number ``points``
+        again, and the Resource goes out again if it never went out."""
+        with self._lock:
+            self.points = self.handed_over = points
+            self._queued.clear()
+            self._resource_out = self._resource_out and resource_emitted
 
     def add_point(self) -> str:
         """The Datum of the next point; returns its id."""
         with self._lock:
-            if self.points == 0:
+            if not self._resource_out:
+                self._resource_out = True
                 self._queued.append(("resource", self._resource))
             datum = datum_doc(self._resource["uid"], self.points)
             self.points += 1
