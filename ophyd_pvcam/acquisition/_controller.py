@@ -298,7 +298,14 @@ class CameraController:
                 raise RuntimeError(
                     f"{self.name} is busy: staged for a step scan; unstage it before a fly scan"
                 )
-            if self.fly is not None and not self.fly.closed and not self.fly.drained:
+            fly = self.fly
+            if fly is not None and not fly.closed and not fly.drained:
+                if fly.pauses and self._same_run(fly):
+                    # the RunEngine redoes the plan since its last checkpoint after a
+                    # pause: this fly scan goes on (resume() restarted it), nothing to start
+                    log.info("%s: kickoff after a resume: the fly scan goes on", self.name)
+                    status.set_finished()
+                    return
                 raise RuntimeError(f"{self.name} is busy with a fly scan; complete() it first")
             self._close_fly()
             software = settings.trigger_mode in (SOFTWARE_EDGE, SOFTWARE_FIRST)
@@ -315,6 +322,10 @@ class CameraController:
             "%s: fly scan of %s frames into %s", self.name, settings.num_frames or "unbounded",
             fly.path,
         )  # fmt: skip
+
+    def _same_run(self, session: Session) -> bool:
+        run, now = session.ctx.run, self._find_run()
+        return run is not None and now is not None and run.uid == now.uid
 
     def complete(self, status: Progress) -> None:
         fly = self.fly
@@ -426,6 +437,14 @@ class CameraController:
         for session in (self.fly, self.step):
             if session is not None and not session.closed:
                 session.pause()
+
+    def resume(self) -> None:
+        """A paused fly scan goes on; a step scan's next trigger starts the camera."""
+        for session in (self.fly, self.step):
+            if session is not None and not session.closed:
+                session.resume()
+        if self.acquiring:
+            self.pulse.start()
 
     def close(self) -> None:
         if self.live_stream is not None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 
-from ophyd_pvcam.errors import AcquisitionInterrupted, CameraAcquisitionError, was_delivered
+from ophyd_pvcam.errors import CameraAcquisitionError, was_delivered
 from ophyd_pvcam.hardware import Mode, StreamSpec
 from ophyd_pvcam.storage import StreamAssets, stream_datasets
 
@@ -50,6 +50,8 @@ class FlySession(Session):
         self._kickoff: Completion | None = None
         self._complete: Progress | None = None
         self.drained = False  # the camera stopped and every frame it gave is on disk
+        self.paused = False  # stopped by a pause, to go on when the RunEngine resumes
+        self._superseded: list[Progress] = []  # complete() statuses asked for again
         self.datums = 0  # rows handed to the run as datums
         self.collected = 0  # rows handed to the run as events
         self._flushed = 0
@@ -59,9 +61,12 @@ class FlySession(Session):
     # ---- the RunEngine's side -------------------------------------------------------------
 
     def kickoff(self, status: Completion) -> None:
-        ctx = self.ctx
         with self._lock:
             self._kickoff = status
+        self._start_stream()
+
+    def _start_stream(self) -> None:
+        ctx = self.ctx
         spec = StreamSpec(Mode.FREE, 0, ctx.buffer_frames)
         stream = Stream(
             spec, self, ctx.frames, retrigger_s=max(0.5, 3 * period_of(ctx.setup, None))
@@ -71,6 +76,11 @@ class FlySession(Session):
 
     def complete(self, status: Progress) -> None:
         with self._lock:
+            earlier = self._complete
+            if earlier is not None and not earlier.done:
+                # asked again (the RunEngine redid its plan after a pause): the earlier
+                # status, which it may still wait on, ends with this one
+                self._superseded.append(earlier)
             self._complete = status
             drained = self.drained
             if not self.num_frames:
@@ -81,16 +91,35 @@ class FlySession(Session):
             self._finish_complete()
 
     def pause(self) -> None:
-        """A fly scan cannot continue across a pause: stop, keep what was taken."""
-        if self.drained or self.closed:
+        """The RunEngine pauses: the camera stops (nothing streams while paused), every
+        frame it gave is written, and complete() goes on waiting: on :meth:`resume` the
+        camera starts again for the frames still missing, in the same file and run.  The
+        pause is recorded as one (the file's ``pauses``), not as lost frames."""
+        with self._lock:
+            if self.drained or self.closed or self.paused:
+                return
+            self.paused = True
+        self._paused()
+        self.stop_camera()
+
+    def resume(self) -> None:
+        """The RunEngine resumed: the camera starts again, numbering its frames from 1
+        (frame times stay on the wall clock), for the frames the scan still misses."""
+        super().resume()
+        with self._lock:
+            if not self.paused:
+                return
+            self.paused = False
+            if self.closed or self.drained or self.error is not None:
+                return
+            stream = self.stream
+        if stream is not None and not stream.wait(STOP_TIMEOUT_S):
+            self.fail(CameraAcquisitionError(f"{self.name}: the camera did not stop for a pause"))
             return
-        self.interrupt(
-            AcquisitionInterrupted(
-                f"{self.name}: the fly scan was stopped by a pause after "
-                f"{self.ledger.last_number} frames; the frames up to the pause are saved and "
-                "in the run. A fly scan cannot continue after a pause: start a new one."
-            )
-        )
+        self.ledger.go_on()  # the owner thread is not streaming: the ledger is ours
+        log.info("%s: fly scan resumes after a pause (%d frames so far)", self.name,
+                 self.file.rows)  # fmt: skip
+        self._start_stream()
 
     def asset_docs(self, final: bool, stream: bool) -> Iterator[tuple[str, dict]]:
         """Documents for the rows on disk not yet handed over; with ``final`` (the
@@ -158,6 +187,8 @@ class FlySession(Session):
         if not self.writer.drain(STOP_TIMEOUT_S):
             log.error("%s: frames were still being written after %g s", self.name, STOP_TIMEOUT_S)
         with self._lock:
+            if self.paused and self.error is None:
+                return  # stopped for a pause: resume() starts the camera again
             self.drained = True
             kickoff, self._kickoff = self._kickoff, None
         self.ctx.report(self)
@@ -184,16 +215,18 @@ class FlySession(Session):
     def _finish_complete(self) -> None:
         with self._lock:
             status, self._complete = self._complete, None
+            superseded, self._superseded = self._superseded, []
             error = self.error
-        if status is None or status.done:
-            return
-        # a stall the stall guard already threw into the plan is not reported again: the
-        # fly scan is over, and collect() hands over what came before it
-        if error is None or was_delivered(error):
-            status.update(self.file.rows + self.ledger.lost.total)
-            status.set_finished()
-        else:
-            status.set_exception(error)
+        for done in (*superseded, status):
+            if done is None or done.done:
+                continue
+            # a stall the stall guard already threw into the plan is not reported again:
+            # the fly scan is over, and collect() hands over what came before it
+            if error is None or was_delivered(error):
+                done.update(self.file.rows + self.ledger.lost.total)
+                done.set_finished()
+            else:
+                done.set_exception(error)
 
     def _frames_expected(self) -> int:
         return self.num_frames
@@ -203,8 +236,9 @@ class FlySession(Session):
 
     def _finish_statuses(self, error: BaseException) -> None:
         with self._lock:
-            statuses = (self._kickoff, self._complete)
+            statuses = (self._kickoff, self._complete, *self._superseded)
             self._kickoff = self._complete = None
+            self._superseded = []
         for status in statuses:
             if status is not None and not status.done:
                 status.set_exception(error)

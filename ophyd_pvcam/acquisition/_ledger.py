@@ -168,6 +168,14 @@ class FrameLedger:
         self._trigger_point.clear()
         self._clock_offset = None
 
+    def go_on(self) -> None:
+        """A paused fly scan goes on in a new acquisition: its frames are numbered from 1
+        again, and it wants only the frames it still misses (none lost to the pause: the
+        camera was stopped, not left running)."""
+        if self.target:
+            self.target = max(1, self.target - self.last_number)
+        self.restart()
+
     def retake(self, point: int) -> int:
         """The RunEngine takes ``point`` again, and every point after it: it dropped them
         (a pause rewound the plan before their events were saved).  Their frames, kept in

@@ -124,6 +124,7 @@ class Session:
         self.stream: Stream | None = None
         self.readings: Readings | None = None
         self.unreferenced = 0  # rows moved out of the run's dataset at close
+        self.pauses: list[list[float]] = []  # [paused at, resumed at (nan: never)] wall clock
         self._monitor_token: int | None = None
         self._last_progress = 0.0
         self._loss_times: dict[str, tuple[float, float]] = {}  # reason -> first, last
@@ -345,6 +346,8 @@ class Session:
         try:
             lost = self.ledger.lost
             self.file.record_lost(lost.expanded(), dict(lost.by_reason))
+            if self.pauses:
+                self.file.annotate("pauses", self.pauses)
             self.unreferenced = self.file.close(keep)
         except (OSError, RuntimeError) as error:
             log.error("%s: closing %s failed: %s", self.name, self.path, error)
@@ -370,6 +373,17 @@ class Session:
             self.path.unlink(missing_ok=True)
             with contextlib.suppress(OSError):  # the run's folder, if nothing else is in it
                 self.path.parent.rmdir()
+
+    def _paused(self) -> None:
+        """Note a pause (the RunEngine's); :meth:`resume` notes its end."""
+        with self._lock:
+            self.pauses.append([time.time(), math.nan])
+
+    def resume(self) -> None:
+        """The RunEngine resumed after a pause."""
+        with self._lock:
+            if self.pauses and math.isnan(self.pauses[-1][1]):
+                self.pauses[-1][1] = time.time()
 
     def run_ended(self) -> None:
         """The run's stop document was emitted: nothing more can join it."""

@@ -380,7 +380,9 @@ class PrimeBSI(Device):
         self._controller.pause()
 
     def resume(self) -> None:
-        """Nothing to restart: a step scan's next trigger starts the camera again."""
+        """The RunEngine resumes: a paused fly scan's camera starts again for the frames
+        still missing; a step scan's next trigger starts it (see README, "Pausing")."""
+        self._controller.resume()
 
     def close(self) -> None:
         """Stop any acquisition, close its files and release the camera."""

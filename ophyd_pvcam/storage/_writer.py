@@ -206,6 +206,11 @@ class FrameFile:
         if self._file is not None:
             self._file["entry"].attrs["lost_frames"] = json.dumps(reasons)
 
+    def annotate(self, name: str, value: Any) -> None:
+        """Record ``value`` (as JSON) among the file's attributes (at close)."""
+        if self._file is not None:
+            self._file["entry"].attrs[name] = json.dumps(value)
+
     def flush(self) -> None:
         """Make everything written so far visible to readers (records are written in
         batches: resizing four small datasets per frame would cost more than a frame)."""

@@ -666,18 +666,30 @@ def test_a_refused_start_fails_the_kickoff_and_leaves_no_file(core, fake, tmp_pa
     assert complete.outcome() is None and collect(c) == [1, 2, 3, 4, 5]
 
 
-@pytest.mark.parametrize(
-    ("end", "words"), [("pause", "stopped by a pause"), ("stop", "was stopped")]
-)
-def test_pause_or_stop_mid_fly_fail_complete_once_and_keep_the_frames(core, fake, end, words):
+def test_a_paused_fly_waits_and_goes_on_at_resume_completing_once(core, fake):
+    c = core.controller
+    c.kickoff(settings(num_frames=100), Done())
+    complete = Done()
+    c.complete(complete)
+    wait_until(lambda: fake.frames_made >= 20, "frames")
+    c.pause()
+    assert not fake.streaming and not complete.ended.is_set()
+    c.resume()
+    assert complete.outcome() is None  # once, when the 100 frames are in
+    fly = c.fly
+    assert fake.starts == 2 and len(collect(c)) == 100
+    assert fly.closed and fly.ledger.lost.total == 0 and len(fly.pauses) == 1
+
+
+def test_stop_mid_fly_fails_complete_once_and_keeps_the_frames(core, fake):
     c = core.controller
     c.kickoff(settings(num_frames=100_000), Done())
     complete = Done()
     c.complete(complete)
     wait_until(lambda: fake.frames_made >= 20, "frames")
-    getattr(c, end)()
+    c.stop()
     failure = complete.outcome()
-    assert isinstance(failure, AcquisitionInterrupted) and words in str(failure)
+    assert isinstance(failure, AcquisitionInterrupted) and "was stopped" in str(failure)
     assert not fake.streaming
     fly = c.fly
     numbers = collect(c)

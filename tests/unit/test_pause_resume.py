@@ -10,11 +10,13 @@ windows are made deterministic with its script, not with timers.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
 import bluesky.plan_stubs as bps
 import bluesky.plans as bp
+import bluesky.preprocessors as bpp
 import h5py
 import numpy as np
 import pytest
@@ -206,3 +208,97 @@ def test_aborting_a_paused_scan_keeps_what_the_run_references(RE, cam, fake):
     RE.docs.clear()
     RE(bp.count([cam], num=2))  # the next plan works
     check_run(RE, cam, points=2)
+
+
+# ---- fly scans ------------------------------------------------------------------------------
+
+FLY_FRAMES = 300
+
+
+def pause_after(RE, fake, frames: int) -> threading.Thread:
+    """Pause the RunEngine (as Ctrl-C does) once the camera has made ``frames`` frames."""
+
+    def act():
+        wait_until(lambda: fake.frames_made >= frames, f"{frames} frames")
+        RE.request_pause(defer=False)
+
+    thread = threading.Thread(target=act, daemon=True)
+    thread.start()
+    return thread
+
+
+def check_fly(RE, cam, frames: int = FLY_FRAMES, paused: bool = True) -> None:
+    """The fly ended well, in one run and one file, every frame once, times true, and
+    a pause recorded as a pause: nothing counted lost."""
+    docs = RE.docs
+    (stop,) = [doc for name, doc in docs if name == "stop"]
+    assert stop["exit_status"] == "success", stop
+    numbers = [n for name, doc in docs if name in ("event", "event_page")
+               for n in np.atleast_1d(doc["data"].get("cam_frame_number", []))]  # fmt: skip
+    assert len(numbers) == frames
+    with h5py.File(cam.last_file, "r") as f:
+        assert f[DATA_PATH].shape[0] == frames
+        times = f[record_path("frame_time")][()]
+        assert len(f[record_path("lost_frame_numbers")][()]) == 0
+        attrs = f["entry"].attrs
+        pauses = json.loads(attrs["pauses"]) if "pauses" in attrs else []
+    assert np.all(np.diff(times) >= 0), times
+    if paused:  # [paused at, resumed at], in order
+        assert len(pauses) == 1 and times[0] < pauses[0][0] < pauses[0][1] < times[-1]
+    else:
+        assert pauses == []
+    assert cam.dropped_frames.get() == 0 and not cam.acquiring
+
+
+@pytest.mark.parametrize("plan", ["fly", "fly_during_wrapper"])
+def test_a_paused_fly_scan_goes_on_after_resume_in_the_same_run(RE, cam, fake, plan):
+    from ophyd.sim import SynAxis
+
+    cam.num_frames.put(FLY_FRAMES)
+    if plan == "fly":
+        run = bp.fly([cam])
+    else:
+        motor = SynAxis(name="motor", delay=0.02)
+        run = bpp.fly_during_wrapper(bp.scan([], motor, 0, 1, 60), [cam])
+    pause_after(RE, fake, 100)
+    with pytest.raises(RunEngineInterrupted):
+        RE(run)
+    assert not cam.acquiring  # the camera stopped before control returned
+    RE.resume()  # raised "stopped by a pause" before
+    check_fly(RE, cam)
+    RE.docs.clear()
+    cam.num_frames.put(50)
+    RE(bp.fly([cam]))  # the next plan works
+    check_fly(RE, cam, 50, paused=False)
+
+
+def test_a_beam_dump_during_a_fly_scan_suspends_and_resumes_it(RE, cam, fake):
+    beam = SynSignal(name="beam", func=lambda: 1.0)
+    beam.put(1.0)
+    RE.install_suspender(SuspendFloor(beam, 0.5, resume_thresh=0.8))
+    cam.num_frames.put(FLY_FRAMES)
+
+    def dump_and_refill():
+        wait_until(lambda: fake.frames_made >= 100, "100 frames")
+        beam.put(0.0)
+        wait_until(lambda: not cam.acquiring, "the camera stopped for the suspension")
+        beam.put(1.0)
+
+    threading.Thread(target=dump_and_refill, daemon=True).start()
+    RE(bp.fly([cam]))
+    check_fly(RE, cam)
+
+
+def test_aborting_a_paused_fly_keeps_what_was_collected(RE, cam, fake):
+    cam.num_frames.put(FLY_FRAMES)
+    pause_after(RE, fake, 100)
+    with pytest.raises(RunEngineInterrupted):
+        RE(bp.fly([cam]))
+    RE.abort("enough")
+    (stop,) = [doc for name, doc in RE.docs if name == "stop"]
+    assert stop["exit_status"] == "abort"
+    numbers = [n for name, doc in RE.docs if name in ("event", "event_page")
+               for n in np.atleast_1d(doc["data"].get("cam_frame_number", []))]  # fmt: skip
+    with h5py.File(cam.last_file, "r") as f:
+        assert f[DATA_PATH].shape[0] == len(numbers) >= 100  # what the run references
+    assert not cam.acquiring
