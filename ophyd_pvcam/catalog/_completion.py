@@ -110,6 +110,8 @@ class Completion:
     def add_file(self, path: Path) -> None:
         """Every complete point (fly: every frame) ``path`` recorded, unless the run
         already holds events in its stream."""
+        # the disk space a dead writer held for closing the file is given back
+        path.with_name(path.name + ".reserve").unlink(missing_ok=True)
         try:
             file = read_frame_file(path)
         except (OSError, KeyError, ValueError) as error:

@@ -20,6 +20,7 @@ import datetime
 import errno
 import json
 import logging
+import os
 import shutil
 import threading
 import time
@@ -49,7 +50,8 @@ log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_S = 0.5
 GROW_FRAMES = 256  # the dataset grows in blocks (chunks take no space until written)
-RESERVE_MIN_BYTES = 32 << 20  # kept free so a file can always be flushed and closed cleanly
+RESERVE_MIN_BYTES = 32 << 20  # held beside a file so it can always be flushed and closed
+STOP_MARGIN_BYTES = 1 << 20  # writing stops when this (and four frames) is all that is left
 # Frames at least this big are compressed in halves on two threads.  A hand-off costs
 # tens of microseconds of Python and GIL traffic: at 128 x 32 (6 kHz) that slowed the camera
 # to two thirds of its rate, while a 512 x 512 frame compresses in ~0.3 ms on one core.
@@ -60,6 +62,28 @@ def reserve_bytes(frame_bytes: int) -> int:
     """Space left free on the disk while frames are written: an HDF5 file whose last
     writes fail cannot be closed and stays unreadable, so writing stops short of full."""
     return max(RESERVE_MIN_BYTES, 4 * frame_bytes)
+
+
+def _hold_reserve(path: Path, size: int) -> Path | None:
+    """Disk space for closing ``path`` cleanly, held in a file beside it: the free-space
+    check stops writing short of a full disk only if nobody else fills it, and an HDF5
+    file whose last writes failed cannot be closed (it stays unreadable, and its handle
+    open).  Released when the disk fills, and at close."""
+    reserve = path.with_name(path.name + ".reserve")
+    try:
+        fd = os.open(reserve, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as error:
+        log.warning("%s: no disk space held for closing it: %s", path, error)
+        return None
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as error:  # a file system without fallocate, or the space is not there
+        log.warning("%s: no disk space held for closing it: %s", path, error)
+        os.close(fd)
+        reserve.unlink(missing_ok=True)
+        return None
+    os.close(fd)
+    return reserve
 
 
 def free_bytes(folder: Path) -> int:
@@ -167,6 +191,7 @@ class FrameFile:
             raise
         self._file: h5py.File | None = f
         self._lost: list[int] = []
+        self._reserve_file = _hold_reserve(path, reserve_bytes(self.frame_bytes))
 
     @property
     def frame_bytes(self) -> int:
@@ -230,15 +255,26 @@ class FrameFile:
         self._open_file().flush()
         self._flushed = self._dirty_from = self.rows
 
+    def release_reserve(self) -> None:
+        """Give back the disk space held for closing (the disk is full: the close may
+        need it now).  Idempotent."""
+        reserve, self._reserve_file = self._reserve_file, None
+        if reserve is not None:
+            reserve.unlink(missing_ok=True)
+
     def close(self, keep: int) -> int:
         """Keep the first ``keep`` rows where the run reads them; move the rest to
         ``unreferenced``.  Returns how many were moved.  Idempotent."""
         if self._file is None:
             return 0
+        self.release_reserve()
         moved = max(0, self.rows - keep)
         try:
             if moved:
-                self._move_unreferenced(keep)
+                try:
+                    self._move_unreferenced(keep)
+                except (OSError, RuntimeError) as error:  # no room left even for them
+                    log.error("%s: %d unreferenced frames dropped: %s", self.path, moved, error)
             self.rows = min(self.rows, keep)
             self._data.resize(self.rows, axis=0)  # drop the unused end of the last block
             self.flush()
@@ -303,7 +339,9 @@ class FrameWriter:
         self.processed = 0  # by this thread: written, or dropped after an error
         self.flushed = 0  # processed frames known to be on disk
         self.error: DiskError | None = None
-        self._reserve = reserve_bytes(file.frame_bytes)
+        # the space held beside the file is the reserve for closing it; writing stops
+        # when a few frames' worth is left besides
+        self._reserve = 4 * file.frame_bytes + STOP_MARGIN_BYTES
         self._unchecked = 0  # bytes written since free space was last checked
         self._flush_requested = False
         self._flush_failed = False
@@ -403,10 +441,13 @@ class FrameWriter:
         try:
             self.file.flush()  # after a failed write too: what was written is kept
         except (OSError, RuntimeError) as error:
-            self._flush_failed = True
             if self.error is None:
-                self._fail(error)
-            return
+                self._fail(error)  # gives back the space held for closing
+            try:
+                self.file.flush()  # in the space given back
+            except (OSError, RuntimeError):
+                self._flush_failed = True
+                return
         self.flushed = self.processed
 
     def _write(self, row: Row, pixels: np.ndarray) -> None:
@@ -448,4 +489,5 @@ class FrameWriter:
             self.file.path.parent,
             f"{what}; the {self.file.rows} frames written before are kept",
         )
+        self.file.release_reserve()  # the final flush and the close need it now
         log.error("%s", self.error)

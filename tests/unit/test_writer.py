@@ -122,8 +122,9 @@ def test_a_full_disk_stops_the_writing_and_keeps_what_was_written(queue, tmp_pat
 
 def test_writing_stops_short_of_a_full_disk_so_the_file_still_closes(queue, tmp_path, monkeypatch):
     file = FrameFile(tmp_path / "f.h5", SHAPE, {})
-    # a 1 KiB reserve, checked at every frame: after three frames the disk has less left
-    monkeypatch.setattr(writer_module, "RESERVE_MIN_BYTES", 1024)
+    # writing stops with four frames' worth left (1 KiB), checked at every frame: after
+    # three frames the disk has less left
+    monkeypatch.setattr(writer_module, "STOP_MARGIN_BYTES", 0)
     free = iter([1 << 20] * 3)
     monkeypatch.setattr(writer_module, "free_bytes", lambda folder: next(free, 512))
     writer = FrameWriter(file, queue, Progress())
