@@ -9,6 +9,7 @@ device and any other face drive the same core.  Imports no ophyd, bluesky or til
 
 from ._controller import HARDWARE_TRIGGER_MODES, CameraController
 from ._ledger import GAP, INTERRUPTED, MEMORY, RETAKEN, TORN, WRITE, FrameLedger, Placement
+from ._readout import ReadoutModel
 from ._seams import Completion, Pending, Progress, RunLink
 from ._settings import Settings, SettingsChecker
 from ._watchdog import StallMonitor
@@ -27,6 +28,7 @@ __all__ = [
     "Pending",
     "Placement",
     "Progress",
+    "ReadoutModel",
     "RunLink",
     "Settings",
     "SettingsChecker",

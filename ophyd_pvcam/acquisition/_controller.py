@@ -36,8 +36,9 @@ from ._fly import FlySession
 from ._owner import CameraOwner, Stream
 from ._preview import LiveStream
 from ._pulse import Pulse
+from ._readout import ReadoutModel
 from ._seams import Completion, Progress, RunLink
-from ._session import Session, SessionContext, period_of
+from ._session import Session, SessionContext
 from ._settings import Settings, SettingsChecker, automatic_memory_buffer_mib
 from ._step import StepSession
 from ._watchdog import StallMonitor
@@ -79,6 +80,7 @@ class CameraController:
         self.capabilities: Capabilities = self.owner.capabilities
         self.checker = SettingsChecker(self.capabilities)
         self.monitor = StallMonitor(name)
+        self.readout = ReadoutModel()
         # frames acquired and lost follow the ledger while frames stream (_pulse.py)
         self.pulse = Pulse(
             name, PULSE_INTERVAL_S, lambda: self._report(self), lambda: self.acquiring
@@ -167,6 +169,8 @@ class CameraController:
             },
             compression=settings.compression,
             stall_timeout=lambda: self.stall_timeout_s,
+            period_s=self.readout.period_s(setup),
+            readout=self.readout,
             diagnose=lambda session, silent: self._diagnose(session, silent, settings),
             report=self._session_changed,
             announce_failure=self._announce,
@@ -205,6 +209,16 @@ class CameraController:
         setup = settings.camera_setup(trigger_mode)
         self.owner.call(lambda backend: backend.apply(setup))
         return setup
+
+    def frame_period(self, settings: Settings) -> float:
+        """The frame period these settings give when the camera times itself, from the
+        readout model (no camera call): the exposure alone until an acquisition at this
+        readout speed has told the model its row time."""
+        return self.readout.period_s(settings.camera_setup(self._idle_trigger_mode()))
+
+    def readout_time(self, settings: Settings) -> float | None:
+        """The readout time these settings give (None: its speed not seen yet)."""
+        return self.readout.readout_s(settings.camera_setup(self._idle_trigger_mode()))
 
     # ---- step scans ----------------------------------------------------------------
 
@@ -391,7 +405,7 @@ class CameraController:
             self._require_idle("snap()")
             self.checker.check_all(settings)
             setup = settings.camera_setup(self._idle_trigger_mode())
-            period = period_of(setup, self._readings)
+            period = self.readout.period_s(setup)
             deadline_s = timeout if timeout is not None else max(5.0, 10 * period)
             frame = np.empty(setup.image_shape, np.uint16)
 
@@ -468,7 +482,7 @@ class CameraController:
     def auto_stall_timeout(self, settings: Settings, setup: CameraSetup | None = None) -> float:
         """Several frame periods, never less than a second; longer for hardware triggers."""
         setup = setup or settings.camera_setup(settings.trigger_mode)
-        timeout = max(1.0, 2.0 * period_of(setup, self._readings) + 0.5)
+        timeout = max(1.0, 2.0 * self.readout.period_s(setup) + 0.5)
         if settings.trigger_mode in HARDWARE_TRIGGER_MODES:
             timeout = max(timeout, 10.0)
         return round(timeout, 3)
@@ -480,11 +494,24 @@ class CameraController:
     def _session_changed(self, session: Session) -> None:
         self._report(self)
 
+    def _expected_period(self, session: Session, flying: bool) -> tuple[float, str]:
+        """How often a frame was due, and how that is known: the pace frames came at in
+        this fly scan (median of its last intervals), else the readout model, else the
+        exposure alone (before any acquisition at this readout speed)."""
+        times = session.ledger.times
+        if flying and len(times) >= 3:
+            recent = np.diff(np.asarray(times[-33:]))
+            return float(np.median(recent)), "measured"
+        setup = session.ctx.setup
+        if self.readout.knows(setup):
+            return self.readout.period_s(setup), "exposure and readout"
+        return setup.exposure_us * 1e-6, "the exposure; readout not known yet"
+
     def _diagnose(self, session: Session, silent_for: float, s: Settings) -> str:
         caps, ledger = self.capabilities, session.ledger
         x, y, width, height = s.roi
         flying = isinstance(session, FlySession)
-        readings = session.readings
+        expected, source = self._expected_period(session, flying)
         speed = caps.port(s.readout_port).speeds[s.speed_index]
         gain = next(g for g in speed.gains if g.index == s.gain_index)
         snapshot = StallSnapshot(
@@ -499,7 +526,8 @@ class CameraController:
             expected=(s.num_frames or None) if flying else s.frames_per_point,
             last_number=ledger.last_number,
             last_frame_time=ledger.times[-1] if len(ledger.times) else None,
-            expected_period_s=period_of(session.ctx.setup, readings),
+            expected_period_s=expected,
+            period_source=source,
             camera_status=session.stream.camera_status if session.stream else "not started",
             settings=(
                 f"exposure {s.exposure_time * 1e3:g} ms, ROI {width}x{height} at ({x}, {y}), "
@@ -512,5 +540,6 @@ class CameraController:
             data_file=str(session.path),
             frames_in_file=session.rows_on_disk,
             hardware_triggered=s.trigger_mode in HARDWARE_TRIGGER_MODES,
+            trigger_mode=s.trigger_mode,
         )
         return describe_stall(snapshot)

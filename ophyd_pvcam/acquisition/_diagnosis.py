@@ -25,6 +25,8 @@ class StallSnapshot:
     data_file: str | None
     frames_in_file: int
     hardware_triggered: bool
+    trigger_mode: str = ""
+    period_source: str = ""  # how expected_period_s is known
 
 
 def describe_stall(s: StallSnapshot) -> str:
@@ -34,10 +36,23 @@ def describe_stall(s: StallSnapshot) -> str:
     else:
         when = datetime.datetime.fromtimestamp(s.last_frame_time).strftime("%H:%M:%S.%f")[:-3]
         last = f"last frame number {s.last_number} at {when}"
+    if s.hardware_triggered:
+        # the camera waits for its trigger input: its own pace means nothing here
+        headline = (
+            f"{s.camera}: no trigger arrived in {s.silent_for_s:.2f} s during a {s.activity} "
+            f"({s.trigger_mode}; stall timeout {s.timeout_s:.2f} s), or the camera ignored "
+            f"it; {s.received} frames received {expected}, {last}."
+        )
+    else:
+        headline = (
+            f"{s.camera}: frames stopped during a {s.activity}: no frame for "
+            f"{s.silent_for_s:.2f} s (stall timeout {s.timeout_s:.2f} s); {s.received} frames "
+            f"received {expected}, {last}, expected one every "
+            f"{s.expected_period_s * 1e3:.1f} ms"
+            + (f" ({s.period_source})." if s.period_source else ".")
+        )
     lines = [
-        f"{s.camera}: frames stopped during a {s.activity}: no frame for {s.silent_for_s:.2f} s "
-        f"(stall timeout {s.timeout_s:.2f} s); {s.received} frames received {expected}, {last}, "
-        f"expected one every {s.expected_period_s * 1e3:.1f} ms.",
+        headline,
         f"Camera {s.camera_id} reported status {s.camera_status}"
         + (
             " - it still claims to be acquiring while delivering nothing."

@@ -25,7 +25,7 @@ from ophyd_pvcam.storage import StreamAssets, stream_datasets
 from ._ledger import FrameLedger
 from ._owner import Stream
 from ._seams import Completion, Progress
-from ._session import STOP_TIMEOUT_S, Session, SessionContext, period_of
+from ._session import STOP_TIMEOUT_S, Session, SessionContext
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +68,7 @@ class FlySession(Session):
     def _start_stream(self) -> None:
         ctx = self.ctx
         spec = StreamSpec(Mode.FREE, 0, ctx.buffer_frames)
-        stream = Stream(
-            spec, self, ctx.frames, retrigger_s=max(0.5, 3 * period_of(ctx.setup, None))
-        )
+        stream = Stream(spec, self, ctx.frames, retrigger_s=max(0.5, 3 * ctx.period_s))
         stream.software_first = self._software_first
         self.stream = ctx.owner.stream(stream)
 

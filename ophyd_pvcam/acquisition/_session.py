@@ -76,6 +76,7 @@ from ophyd_pvcam.storage import AssetDocs, FrameFile, FrameQueue, FrameWriter, R
 
 from ._ledger import MEMORY, TORN, FrameLedger, Placement
 from ._owner import CameraOwner, Stream
+from ._readout import ReadoutModel
 from ._seams import RunLink
 from ._watchdog import StallMonitor
 
@@ -102,6 +103,8 @@ class SessionContext:
     attributes: dict[str, Any]
     compression: str  # of the frames in the file: "none" or "bslz4"
     stall_timeout: Callable[[], float]  # the timeout in force now
+    period_s: float  # from one frame to the next when the camera times itself
+    readout: ReadoutModel  # learns the row time from the readout read after each stop
     diagnose: Callable[[Session, float], str]  # a stall's diagnosis
     report: Callable[[Session], None]  # the device's status signals follow the session
     announce_failure: Callable[[BaseException], None]
@@ -213,6 +216,8 @@ class Session:
         """The acquisition stopped (the camera is stopped): say why, then let the
         session react (:meth:`_stream_ended`)."""
         self.readings = readings or self.readings
+        if readings is not None:  # read after the stop: the readout of this very setup
+            self.ctx.readout.learn(self.ctx.setup, readings.readout_time_s)
         self._disarm()
         if error is not None:
             self.fail(self._describe(error))
@@ -433,8 +438,3 @@ class Session:
     @property
     def had_losses(self) -> bool:
         return bool(self.ledger.lost.total or self.unreferenced)
-
-
-def period_of(setup: CameraSetup, readings: Readings | None) -> float:
-    readout = readings.readout_time_s if readings is not None else math.nan
-    return max(setup.exposure_us * 1e-6, 0.0 if math.isnan(readout) else readout)

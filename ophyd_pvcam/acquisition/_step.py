@@ -26,7 +26,7 @@ from ophyd_pvcam.hardware import Mode, StreamSpec
 from ._ledger import FrameLedger, Placement
 from ._owner import Stream
 from ._seams import Progress
-from ._session import STOP_TIMEOUT_S, Session, SessionContext, period_of
+from ._session import STOP_TIMEOUT_S, Session, SessionContext
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ class StepSession(Session):
         ctx = self.ctx
         frames = ctx.frames_per_point if self.mode is Mode.SEQUENCE else 0
         spec = StreamSpec(self.mode, frames, ctx.buffer_frames)
-        retrigger = max(0.5, 3 * period_of(ctx.setup, self.readings))
+        retrigger = max(0.5, 3 * ctx.period_s)
         self.stream = ctx.owner.stream(Stream(spec, self, ctx.frames, retrigger))
         return self.stream
 

@@ -145,7 +145,7 @@ class PrimeBSI(Device):
             getattr(self, attr).checker = self._checks
         self.image.describer = self.image_description
         self.temperature.reader = self._reading("temperature")
-        self.readout_time.reader = self._reading("readout_time_s")
+        self.readout_time.reader = self._readout_time
         self._initial_settings()
         _open_devices.add(self)
 
@@ -208,13 +208,23 @@ class PrimeBSI(Device):
         self.speed_name.update(speed.name)
         self.gain_name.update(gain.name)
         self.bit_depth.update(gain.bit_depth)
-        readings = self._controller.readings() if self._controller.owner.idle else None
-        readout = readings.readout_time_s if readings else 0.0
-        self.frame_period.update(max(s.exposure_time, 0.0 if math.isnan(readout) else readout))
+        # from the readout model: the new ROI's period at once, no camera call mid-stream
+        self.frame_period.update(self._controller.frame_period(s))
         timeout = s.stall_timeout or self._controller.auto_stall_timeout(s)
         self.stall_timeout_in_force.update(timeout)
         if self.acquiring:
             self._controller.set_stall_timeout(timeout)
+
+    def _readout_time(self) -> tuple[float, float | None]:
+        """The readout time of the current settings (the readout model), else the camera's
+        last reading with its time."""
+        try:
+            readout = self._controller.readout_time(self.settings())
+        except (KeyError, ValueError):  # mid-change of port, speed and gain
+            readout = None
+        if readout is not None:
+            return readout, None
+        return self._reading("readout_time_s")()
 
     def _reading(self, field: str) -> Callable[[], tuple[Any, float | None]]:
         def read() -> tuple[Any, float | None]:
@@ -242,10 +252,8 @@ class PrimeBSI(Device):
         session = controller.last
         if session is None:
             return
-        if session.readings is not None:
-            readout = session.readings.readout_time_s
-            exposure = session.ctx.setup.exposure_us * 1e-6
-            self.frame_period.update(max(exposure, 0.0 if math.isnan(readout) else readout))
+        # an acquisition that stopped has taught the readout model its row time
+        self.frame_period.update(self._controller.frame_period(self.settings()))
         self.frames_acquired.update(len(session.ledger.numbers))
         self.dropped_frames.update(session.ledger.lost.total)
         self.stalled.update(session.stall is not None)

@@ -101,9 +101,12 @@ def disk_error(folder: Path, why: str) -> DiskError:
 
 
 def check_free_space(folder: Path, frame_bytes: int, frames: int = 0) -> None:
-    """Refuse, before any file exists, an acquisition the disk cannot take: at least the
-    reserve, and ``frames`` frames when their number is known."""
-    needed = reserve_bytes(frame_bytes) + frames * frame_bytes
+    """Refuse, before any file exists, an acquisition the disk cannot take: the space held
+    for closing the file, room for a few frames more than writing stops at, and
+    ``frames`` frames when their number is known."""
+    needed = (
+        reserve_bytes(frame_bytes) + STOP_MARGIN_BYTES + 20 * frame_bytes + frames * frame_bytes
+    )
     free = free_bytes(folder)
     if free < needed:
         raise DiskError(
