@@ -38,12 +38,11 @@ def requested_by_environment() -> bool:
 
 def _installed_copies() -> list[Path]:
     """The simulator library as pip installed it, wherever the package is imported from."""
-    try:
-        dist = importlib.metadata.distribution("ophyd-pvcam")
-    except importlib.metadata.PackageNotFoundError:
-        return []
+    # every distribution of that name: a checkout built in place also holds an
+    # ophyd_pvcam.egg-info (found first, from the current folder) that lists no library
     return [
         Path(str(dist.locate_file(file)))
+        for dist in importlib.metadata.distributions(name="ophyd-pvcam")
         for file in dist.files or ()
         if file.name.startswith("_libpvcam") and file.parent.name == "sim"
     ]
