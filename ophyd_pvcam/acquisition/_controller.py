@@ -31,7 +31,7 @@ from ophyd_pvcam.hardware import (
 )
 from ophyd_pvcam.storage import FrameQueue
 
-from ._diagnosis import StallSnapshot, describe_stall
+from ._diagnosis import describe_stall, snapshot_of
 from ._fly import FlySession
 from ._owner import CameraOwner, Stream
 from ._preview import LiveStream
@@ -494,52 +494,15 @@ class CameraController:
     def _session_changed(self, session: Session) -> None:
         self._report(self)
 
-    def _expected_period(self, session: Session, flying: bool) -> tuple[float, str]:
-        """How often a frame was due, and how that is known: the pace frames came at in
-        this fly scan (median of its last intervals), else the readout model, else the
-        exposure alone (before any acquisition at this readout speed)."""
-        times = session.ledger.times
-        if flying and len(times) >= 3:
-            recent = np.diff(np.asarray(times[-33:]))
-            return float(np.median(recent)), "measured"
-        setup = session.ctx.setup
-        if self.readout.knows(setup):
-            return self.readout.period_s(setup), "exposure and readout"
-        return setup.exposure_us * 1e-6, "the exposure; readout not known yet"
-
     def _diagnose(self, session: Session, silent_for: float, s: Settings) -> str:
-        caps, ledger = self.capabilities, session.ledger
-        x, y, width, height = s.roi
-        flying = isinstance(session, FlySession)
-        expected, source = self._expected_period(session, flying)
-        speed = caps.port(s.readout_port).speeds[s.speed_index]
-        gain = next(g for g in speed.gains if g.index == s.gain_index)
-        snapshot = StallSnapshot(
-            camera=self.name,
-            camera_id=f"{caps.name} ({caps.model}, serial {caps.serial_number})",
-            activity="fly scan" if flying else "trigger (step-scan point)",
-            silent_for_s=silent_for,
-            timeout_s=self.stall_timeout_s,
-            received=ledger.received
-            if flying
-            else (ledger.request.filled if ledger.request else 0),
-            expected=(s.num_frames or None) if flying else s.frames_per_point,
-            last_number=ledger.last_number,
-            last_frame_time=ledger.times[-1] if len(ledger.times) else None,
-            expected_period_s=expected,
-            period_source=source,
-            camera_status=session.stream.camera_status if session.stream else "not started",
-            settings=(
-                f"exposure {s.exposure_time * 1e3:g} ms, ROI {width}x{height} at ({x}, {y}), "
-                f"binning {s.binning}x{s.binning}, port {s.readout_port}, speed {s.speed_index} "
-                f"({speed.name}), gain {s.gain_index} ({gain.name}, {gain.bit_depth}-bit), "
-                f"trigger mode {s.trigger_mode}"
-            ),
-            buffer_frames=session.ctx.buffer_frames,
-            lost=ledger.lost.total,
-            data_file=str(session.path),
-            frames_in_file=session.rows_on_disk,
-            hardware_triggered=s.trigger_mode in HARDWARE_TRIGGER_MODES,
-            trigger_mode=s.trigger_mode,
+        return describe_stall(
+            snapshot_of(
+                session,
+                s,
+                self.capabilities,
+                self.readout,
+                silent_for_s=silent_for,
+                timeout_s=self.stall_timeout_s,
+                hardware_triggered=s.trigger_mode in HARDWARE_TRIGGER_MODES,
+            )
         )
-        return describe_stall(snapshot)

@@ -4,6 +4,17 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ophyd_pvcam.hardware import Capabilities
+
+from ._readout import ReadoutModel
+from ._settings import Settings
+
+if TYPE_CHECKING:
+    from ._session import Session
 
 
 @dataclass(frozen=True)
@@ -90,3 +101,63 @@ def describe_stall(s: StallSnapshot) -> str:
         )
     lines.append(" ".join(hints))
     return "\n".join(lines)
+
+
+def expected_period(session: Session, readout: ReadoutModel) -> tuple[float, str]:
+    """How often a frame was due, and how that is known: the pace frames came at in a
+    fly scan (median of its last intervals), else the readout model, else the exposure
+    alone (before any acquisition at this readout speed)."""
+    times = session.ledger.times
+    if session.kind == "fly" and len(times) >= 3:
+        recent = np.diff(np.asarray(times[-33:]))
+        return float(np.median(recent)), "measured"
+    setup = session.ctx.setup
+    if readout.knows(setup):
+        return readout.period_s(setup), "exposure and readout"
+    return setup.exposure_us * 1e-6, "the exposure; readout not known yet"
+
+
+def snapshot_of(
+    session: Session,
+    s: Settings,
+    caps: Capabilities,
+    readout: ReadoutModel,
+    *,
+    silent_for_s: float,
+    timeout_s: float,
+    hardware_triggered: bool,
+) -> StallSnapshot:
+    """What is known of ``session`` at the moment its frames stopped (no camera call:
+    the camera is still streaming, or says nothing)."""
+    ledger = session.ledger
+    x, y, width, height = s.roi
+    flying = session.kind == "fly"
+    period, source = expected_period(session, readout)
+    speed = caps.port(s.readout_port).speeds[s.speed_index]
+    gain = next(g for g in speed.gains if g.index == s.gain_index)
+    return StallSnapshot(
+        camera=session.name,
+        camera_id=f"{caps.name} ({caps.model}, serial {caps.serial_number})",
+        activity="fly scan" if flying else "trigger (step-scan point)",
+        silent_for_s=silent_for_s,
+        timeout_s=timeout_s,
+        received=ledger.received if flying else (ledger.request.filled if ledger.request else 0),
+        expected=(s.num_frames or None) if flying else s.frames_per_point,
+        last_number=ledger.last_number,
+        last_frame_time=ledger.times[-1] if len(ledger.times) else None,
+        expected_period_s=period,
+        period_source=source,
+        camera_status=session.stream.camera_status if session.stream else "not started",
+        settings=(
+            f"exposure {s.exposure_time * 1e3:g} ms, ROI {width}x{height} at ({x}, {y}), "
+            f"binning {s.binning}x{s.binning}, port {s.readout_port}, speed {s.speed_index} "
+            f"({speed.name}), gain {s.gain_index} ({gain.name}, {gain.bit_depth}-bit), "
+            f"trigger mode {s.trigger_mode}"
+        ),
+        buffer_frames=session.ctx.buffer_frames,
+        lost=ledger.lost.total,
+        data_file=str(session.path),
+        frames_in_file=session.rows_on_disk,
+        hardware_triggered=hardware_triggered,
+        trigger_mode=s.trigger_mode,
+    )
