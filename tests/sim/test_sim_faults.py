@@ -14,6 +14,18 @@ def _small_live(camera, exposure_ms: int = 2, buffer_frames: int = 16) -> None:
     camera.start_live(exp_time=exposure_ms, buffer_frame_count=buffer_frames)
 
 
+def _until_readout_failure(camera, at_most: int) -> list[int]:
+    """Frames polled until the readout failure, which reaches the poll after the frames
+    before it -- or before those not yet read, on a loaded machine: pvc refuses queued
+    frames once the camera's status says READOUT_FAILED, as with a real camera."""
+    got: list[int] = []
+    with pytest.raises(RuntimeError, match="Frame readout failed"):
+        for _ in range(at_most + 1):
+            got += _collect(camera, 1)
+    assert got == list(range(1, at_most + 1))[: len(got)]
+    return got
+
+
 def _collect(camera, count: int) -> list[int]:
     return [
         sim.frame_number(camera.poll_frame(timeout_ms=POLL_MS)[0]["pixel_data"])
@@ -74,20 +86,19 @@ def test_clearing_faults_ends_a_stall(camera):
 
 def test_readout_failure_after_n_frames(camera):
     sim.inject_fault("readout_failure", after_frames=5)
+    made = sim.frames_generated()
     _small_live(camera)
     try:
-        assert _collect(camera, 5) == [1, 2, 3, 4, 5]
-        with pytest.raises(RuntimeError, match="Frame readout failed"):
-            camera.poll_frame(timeout_ms=POLL_MS)
+        _until_readout_failure(camera, 5)
+        assert sim.frames_generated() - made == 6  # five made, the sixth failed in readout
         assert camera.check_frame_status() == "READOUT_FAILED"
     finally:
         camera.finish()
     # the next acquisition fails again (the fault applies until cleared)...
     _small_live(camera)
     try:
-        _collect(camera, 5)
-        with pytest.raises(RuntimeError, match="Frame readout failed"):
-            camera.poll_frame(timeout_ms=POLL_MS)
+        _until_readout_failure(camera, 5)
+        assert sim.frames_generated() - made == 12
     finally:
         camera.finish()
 
@@ -96,9 +107,7 @@ def test_a_fault_limited_to_one_acquisition_fires_once(camera):
     sim.inject_fault("readout_failure", after_frames=2, times=1)
     _small_live(camera)
     try:
-        _collect(camera, 2)
-        with pytest.raises(RuntimeError, match="Frame readout failed"):
-            camera.poll_frame(timeout_ms=POLL_MS)
+        _until_readout_failure(camera, 2)
     finally:
         camera.finish()
     assert sim.active_fault_count() == 0
