@@ -134,11 +134,7 @@ class FrameLedger:
         if request is None or request.fulfilled:
             return 0
         start = request.point * self.frames_per_point
-        dropped = [int(n) for n in self.numbers[start:]]
-        self._truncate(start)
-        for number in dropped:
-            self.lost.add(number, number, INTERRUPTED)
-        return len(dropped)
+        return self._drop_rows(start, INTERRUPTED)
 
     @property
     def outstanding(self) -> int:
@@ -181,11 +177,7 @@ class FrameLedger:
         (a pause rewound the plan before their events were saved).  Their frames, kept in
         rows it will overwrite, are counted; returns how many."""
         start = point * self.frames_per_point
-        dropped = [int(n) for n in self.numbers[start:]]
-        self._truncate(start)
-        for number in dropped:
-            self.lost.add(number, number, RETAKEN)
-        return len(dropped)
+        return self._drop_rows(start, RETAKEN)
 
     def arrive(
         self, number: int, bof: float, eof: float, now: float, lost: str | None = None
@@ -225,11 +217,7 @@ class FrameLedger:
     def unwritten(self, rows_on_disk: int) -> int:
         """Rows placed but never written (the disk failed): drop them from the table and
         count them lost.  Returns how many."""
-        dropped = [int(n) for n in self.numbers[rows_on_disk:]]
-        self._truncate(rows_on_disk)
-        for number in dropped:
-            self.lost.add(number, number, WRITE)
-        return len(dropped)
+        return self._drop_rows(rows_on_disk, WRITE)
 
     @property
     def lost_after(self) -> int:
@@ -256,6 +244,15 @@ class FrameLedger:
     def _lose(self, first: int, last: int, reason: str) -> None:
         self.lost.add(first, last, reason)
         self._pending_lost += last - first + 1
+
+    def _drop_rows(self, start: int, reason: str) -> int:
+        """Rows from ``start`` on leave the table; their frames are counted lost for
+        ``reason`` (not as a gap: each was received).  Returns how many."""
+        dropped = [int(n) for n in self.numbers[start:]]
+        self._truncate(start)
+        for number in dropped:
+            self.lost.add(number, number, reason)
+        return len(dropped)
 
     def _truncate(self, rows: int) -> None:
         for table in (self.numbers, self.bof, self.eof, self.times, self.lost_before):
