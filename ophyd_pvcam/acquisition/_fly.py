@@ -9,8 +9,9 @@ in the file; if the run ends some other way (an abort, a failure elsewhere, a pl
 that never collects again), the run's end closes it, and frames the run could not
 take are kept apart in the file and counted (:class:`~ophyd_pvcam.storage.FrameFile`).
 
-A pause stops the camera: a fly scan cannot continue across one, so complete()
-fails with "interrupted by a pause", and the frames up to it stay in the run.
+A pause stops the camera and complete() waits through it; resume() starts the
+camera again for the frames still missing, in the same file and run
+(docs/decisions/0009).
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ class FlySession(Session):
             if self.drained or self.closed or self.paused:
                 return
             self.paused = True
-        self._paused()
+        self._note_pause()
         self.stop_camera()
 
     def resume(self) -> None:

@@ -379,7 +379,7 @@ class Session:
             with contextlib.suppress(OSError):  # the run's folder, if nothing else is in it
                 self.path.parent.rmdir()
 
-    def _paused(self) -> None:
+    def _note_pause(self) -> None:
         """Note a pause (the RunEngine's); :meth:`resume` notes its end."""
         with self._lock:
             self.pauses.append([time.time(), math.nan])

@@ -137,7 +137,7 @@ class StepSession(Session):
         """The RunEngine pauses: the camera stops (nothing streams while paused); a point
         in progress is abandoned -- its frames are counted and discarded, and the
         RunEngine triggers it again after resuming."""
-        self._paused()
+        self._note_pause()
         self.stop_camera()
         with self._lock:
             point, self._pending = self._pending, None

@@ -344,7 +344,7 @@ class FrameWriter:
         self.error: DiskError | None = None
         # the space held beside the file is the reserve for closing it; writing stops
         # when a few frames' worth is left besides
-        self._reserve = 4 * file.frame_bytes + STOP_MARGIN_BYTES
+        self._stop_below = 4 * file.frame_bytes + STOP_MARGIN_BYTES
         self._unchecked = 0  # bytes written since free space was last checked
         self._flush_requested = False
         self._flush_failed = False
@@ -457,11 +457,11 @@ class FrameWriter:
         if self.error is not None:
             return  # counted lost by the session
         self._unchecked += pixels.nbytes
-        if self._unchecked >= self._reserve // 4:  # stop before the disk is full
+        if self._unchecked >= self._stop_below // 4:  # stop before the disk is full
             self._unchecked = 0
-            if free_bytes(self.file.path.parent) < self._reserve:
+            if free_bytes(self.file.path.parent) < self._stop_below:
                 self._fail(DiskError(f"the disk is nearly full (writing stops with "
-                                     f"{self._reserve / 2**20:.0f} MiB left, so the file "
+                                     f"{self._stop_below / 2**20:.0f} MiB left, so the file "
                                      "closes cleanly)"))  # fmt: skip
                 return
         try:
