@@ -12,25 +12,34 @@ from ._ledger import GAP, INTERRUPTED, MEMORY, RETAKEN, TORN, WRITE, FrameLedger
 from ._readout import ReadoutModel
 from ._seams import Completion, Pending, Progress, RunLink
 from ._settings import Settings, SettingsChecker
+from ._states import FLY_RULES, STEP_RULES, Call, Phase, Rule, Verdict, as_markdown, missing_cells
 from ._watchdog import StallMonitor
 
 __all__ = [
+    "FLY_RULES",
     "GAP",
     "HARDWARE_TRIGGER_MODES",
     "INTERRUPTED",
     "MEMORY",
     "RETAKEN",
+    "STEP_RULES",
     "TORN",
     "WRITE",
+    "Call",
     "CameraController",
     "Completion",
     "FrameLedger",
     "Pending",
+    "Phase",
     "Placement",
     "Progress",
     "ReadoutModel",
+    "Rule",
     "RunLink",
     "Settings",
     "SettingsChecker",
     "StallMonitor",
+    "Verdict",
+    "as_markdown",
+    "missing_cells",
 ]

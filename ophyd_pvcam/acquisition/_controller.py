@@ -284,6 +284,11 @@ class CameraController:
                 self.last = step
                 self._staged = settings
             elif settings != self._staged:  # settings changed between points: restart
+                if step.waiting:
+                    status.set_exception(
+                        RuntimeError(f"{self.name}: the previous trigger has not finished")
+                    )
+                    return
                 step.restart_camera()
                 setup = self._prepare(settings, self._step_trigger_mode(settings))
                 step.ctx.setup = setup
@@ -313,13 +318,14 @@ class CameraController:
                     f"{self.name} is busy: staged for a step scan; unstage it before a fly scan"
                 )
             fly = self.fly
+            replayed = fly is not None and not fly.closed and bool(fly.pauses)
+            if replayed and fly is not None and self._same_run(fly):
+                # the RunEngine redoes the plan since its last checkpoint after a pause:
+                # this fly scan goes on (resume() restarted it), even if its frames are
+                # all in already; the session's table decides (join, or refuse a failed one)
+                fly.kickoff(status)
+                return
             if fly is not None and not fly.closed and not fly.drained:
-                if fly.pauses and self._same_run(fly):
-                    # the RunEngine redoes the plan since its last checkpoint after a
-                    # pause: this fly scan goes on (resume() restarted it), nothing to start
-                    log.info("%s: kickoff after a resume: the fly scan goes on", self.name)
-                    status.set_finished()
-                    return
                 raise RuntimeError(f"{self.name} is busy with a fly scan; complete() it first")
             self._close_fly()
             software = settings.trigger_mode in (SOFTWARE_EDGE, SOFTWARE_FIRST)
@@ -343,9 +349,9 @@ class CameraController:
 
     def complete(self, status: Progress) -> None:
         fly = self.fly
-        if fly is None or (fly.closed and fly.collected == 0 and fly.datums == 0):
+        if fly is None:
             raise RuntimeError(f"{self.name}: complete() without a kickoff()")
-        fly.complete(status)
+        fly.complete(status)  # an ended scan fails it, with the scan's error if it had one
 
     def describe_collect_mode(self) -> str:
         """How a fly scan is described: bluesky asks before the kickoff only when a plan

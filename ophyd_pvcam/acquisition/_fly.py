@@ -27,6 +27,7 @@ from ._ledger import FrameLedger
 from ._owner import Stream
 from ._seams import Completion, Progress
 from ._session import STOP_TIMEOUT_S, Session, SessionContext
+from ._states import FLY_RULES, Call, Phase, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ class FlySession(Session):
     """One fly scan (one file): kickoff, complete, collect."""
 
     kind = "fly"
+    rules = FLY_RULES
 
     def __init__(
         self,
@@ -50,8 +52,6 @@ class FlySession(Session):
         self._software_first = software_first
         self._kickoff: Completion | None = None
         self._complete: Progress | None = None
-        self.drained = False  # the camera stopped and every frame it gave is on disk
-        self.paused = False  # stopped by a pause, to go on when the RunEngine resumes
         self._superseded: list[Progress] = []  # complete() statuses asked for again
         self.datums = 0  # rows handed to the run as datums
         self.collected = 0  # rows handed to the run as events
@@ -59,12 +59,32 @@ class FlySession(Session):
         super().__init__(ctx, FrameLedger(target=num_frames))  # starts the writer thread
         self.stream_docs = StreamAssets(self.path, stream_datasets(ctx.name))
 
+    @property
+    def drained(self) -> bool:
+        """The camera stopped for good and every frame it gave is on disk."""
+        return self.phase in (Phase.DRAINED, Phase.CLOSED)
+
+    @property
+    def paused(self) -> bool:
+        """Stopped by a pause, to go on when the RunEngine resumes."""
+        return self.phase is Phase.PAUSED
+
     # ---- the RunEngine's side -------------------------------------------------------------
 
     def kickoff(self, status: Completion) -> None:
+        """Start the camera; or, for a kickoff the RunEngine replays after a pause (the
+        controller sends only those to a scan under way), join the scan."""
         with self._lock:
-            self._kickoff = status
-        self._start_stream()
+            rule = self.move(Call.KICKOFF)
+            if rule.verdict is Verdict.DO:
+                self._kickoff = status
+        if rule.verdict is Verdict.REFUSE:
+            status.set_exception(self.error or RuntimeError(f"{self.name}: {rule.why}"))
+        elif rule.verdict is Verdict.JOIN:
+            log.info("%s: kickoff after a resume: the fly scan goes on", self.name)
+            status.set_finished()
+        else:
+            self._start_stream()
 
     def _start_stream(self) -> None:
         ctx = self.ctx
@@ -75,45 +95,37 @@ class FlySession(Session):
 
     def complete(self, status: Progress) -> None:
         with self._lock:
+            rule = self.move(Call.COMPLETE)
+            if rule.verdict is Verdict.REFUSE:
+                status.set_exception(self.error or RuntimeError(f"{self.name}: {rule.why}"))
+                return
             earlier = self._complete
             if earlier is not None and not earlier.done:
                 # asked again (the RunEngine redid its plan after a pause): the earlier
                 # status, which it may still wait on, ends with this one
                 self._superseded.append(earlier)
             self._complete = status
-            drained = self.drained
-            if not self.num_frames:
-                # the controller calls complete() only on a fly scan it has kicked off
-                assert self.stream is not None
+            drained = self.phase is Phase.DRAINED
+            if not self.num_frames and self.stream is not None:
                 self.stream.stop()  # unbounded: complete() means "stop now"
         if drained:
             self._finish_complete()
 
-    def pause(self) -> None:
-        """The RunEngine pauses: the camera stops (nothing streams while paused), every
-        frame it gave is written, and complete() goes on waiting: on :meth:`resume` the
-        camera starts again for the frames still missing, in the same file and run.  The
-        pause is recorded as one (the file's ``pauses``), not as lost frames."""
-        with self._lock:
-            if self.drained or self.closed or self.paused:
-                return
-            self.paused = True
-        self._note_pause()
-        self.stop_camera()
+    # pause(): the camera stops, every frame it gave is written, and complete() goes on
+    # waiting; on resume() the camera starts again for the frames still missing, in the
+    # same file and run.
 
-    def resume(self) -> None:
-        """The RunEngine resumed: the camera starts again, numbering its frames from 1
-        (frame times stay on the wall clock), for the frames the scan still misses."""
-        super().resume()
+    def _resumed(self) -> None:
+        """The camera starts again, numbering its frames from 1 (frame times stay on the
+        wall clock), for the frames the scan still misses -- if it misses any: the last
+        frame may have come just as the pause did."""
         with self._lock:
-            if not self.paused:
-                return
-            self.paused = False
-            if self.closed or self.drained or self.error is not None:
-                return
             stream = self.stream
         if stream is not None and not stream.wait(STOP_TIMEOUT_S):
             self.fail(CameraAcquisitionError(f"{self.name}: the camera did not stop for a pause"))
+            return
+        if self.ledger.complete:  # every frame was in: the scan is over
+            self._stream_ended(None)
             return
         self.ledger.go_on()  # the owner thread is not streaming: the ledger is ours
         log.info("%s: fly scan resumes after a pause (%d frames so far)", self.name,
@@ -125,6 +137,9 @@ class FlySession(Session):
         RunEngine is tearing the plan down) the camera is stopped first, so nothing is
         left out.  ``stream``: bluesky has the camera's stream declared, so a StreamDatum
         per collect will do (decided at the first collect, kept for the session)."""
+        with self._lock:
+            if self.move(Call.COLLECT).verdict is not Verdict.DO:
+                return
         if self.stream_documents is None:
             self.stream_documents = stream
         if final and not self.drained:
@@ -175,9 +190,14 @@ class FlySession(Session):
 
     def started(self, readings) -> None:
         super().started(readings)
-        self._arm()
         with self._lock:
+            if self.move(Call.STARTED).verdict is not Verdict.DO:
+                return
+            # a pause that came as the camera started stops it; the kickoff is done all
+            # the same (the RunEngine waits on it again when it resumes)
             status, self._kickoff = self._kickoff, None
+            if self.phase is Phase.STREAMING:
+                self._arm()
         self.ctx.report(self)
         if status is not None:
             status.set_finished()
@@ -186,9 +206,8 @@ class FlySession(Session):
         if not self.writer.drain(STOP_TIMEOUT_S):
             log.error("%s: frames were still being written after %g s", self.name, STOP_TIMEOUT_S)
         with self._lock:
-            if self.paused and self.error is None:
-                return  # stopped for a pause: resume() starts the camera again
-            self.drained = True
+            if self.move(Call.STREAM_ENDED).verdict is not Verdict.DO:
+                return  # stopped for a pause (resume() starts it again), or closed
             kickoff, self._kickoff = self._kickoff, None
         self.ctx.report(self)
         if kickoff is not None:  # the camera never started: nothing was written
@@ -226,6 +245,10 @@ class FlySession(Session):
                 done.set_finished()
             else:
                 done.set_exception(error)
+
+    def _failed(self) -> None:
+        if self.phase is Phase.DRAINED:  # failed while paused: nothing will stream again
+            self._finish_complete()
 
     def _frames_expected(self) -> int:
         return self.num_frames

@@ -105,6 +105,7 @@ class FrameLedger:
         self.received = 0  # frames that arrived, whatever became of them
         self.duplicates = 0
         self.unrequested = 0
+        self.extra = 0  # frames after the target (the camera ran on until it was stopped)
         self.lost = Losses()
         self.request: Request | None = None
         self.triggers = 0  # accepted software triggers in this acquisition
@@ -127,13 +128,15 @@ class FrameLedger:
         self.request = Request(point, count)
         self._truncate(point * self.frames_per_point)
 
-    def abandon(self) -> int:
-        """The pending request will not be answered (a pause, the run ending): its
-        frames are discarded, counted, and its rows free again.  Returns how many."""
+    def abandon(self, point: int) -> int:
+        """``point`` will not be finished (a pause): its frames are discarded, counted,
+        and its rows free again -- even if they were all in, for its Datum was never
+        made and the RunEngine takes it again.  Returns how many.  (If its request never
+        reached the ledger, the request there is an earlier point's, and stays whole.)"""
         request, self.request = self.request, None
-        if request is None or request.fulfilled:
+        if request is None or request.point != point:
             return 0
-        start = request.point * self.frames_per_point
+        start = point * self.frames_per_point
         return self._drop_rows(start, INTERRUPTED)
 
     @property
@@ -190,6 +193,7 @@ class FrameLedger:
             self.duplicates += 1  # a slot read late already held a newer frame
             return "duplicate"
         if self.target and number > self.target:
+            self.extra += 1
             self._gap_to(self.target + 1)  # the target's last frames never came
             return "beyond the target"
         self._gap_to(number)

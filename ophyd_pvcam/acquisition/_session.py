@@ -12,7 +12,10 @@ progress; the watchdog reports stalls; the RunEngine thread triggers, kicks off,
 collects and closes; the device's ``report`` callback reads the session from
 whichever of them reports.
 
-Under ``self._lock``: whether the session is closed, its error and stall, the
+Which calls act in which phase is one table per kind (``_states.py``); a call looks
+up its rule with :meth:`Session.move`, under the lock, before it acts.
+
+Under ``self._lock``: the session's phase, its error and stall, the
 watchdog's token, a step scan's stream, the pending step point and the fly scan's
 statuses, and what a fly scan has handed to the run (its datums, events and stream
 documents; a step scan's documents guard themselves with their own lock).  A status
@@ -58,6 +61,7 @@ import logging
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +82,7 @@ from ._ledger import MEMORY, TORN, FrameLedger, Placement
 from ._owner import CameraOwner, Stream
 from ._readout import ReadoutModel
 from ._seams import RunLink
+from ._states import Call, Phase, Rule, Verdict
 from ._watchdog import StallMonitor
 
 log = logging.getLogger(__name__)
@@ -115,6 +120,7 @@ class Session:
 
     kind = "frames"
     row_statistics = False  # does _row_written look at each frame (then it gets them)
+    rules: dict[tuple[Phase, Call], Rule]  # the kind's table (_states.py)
 
     def __init__(self, ctx: SessionContext, ledger: FrameLedger):
         self.ctx = ctx
@@ -123,7 +129,8 @@ class Session:
         self._lock = threading.RLock()
         self.error: BaseException | None = None  # why the session failed, if it did
         self.stall: FrameStallError | None = None
-        self.closed = False
+        self.phase = Phase.READY
+        self.history: deque[tuple[Phase, Call, Verdict]] = deque(maxlen=64)  # for the log
         self.stream: Stream | None = None
         self.readings: Readings | None = None
         self.unreferenced = 0  # rows moved out of the run's dataset at close
@@ -163,6 +170,24 @@ class Session:
     def _frames_expected(self) -> int:
         """Frames this session will write, if known (the disk must hold them)."""
         return 0
+
+    # ---- the phase --------------------------------------------------------------------
+
+    def move(self, call: Call) -> Rule:
+        """The rule for ``call`` in the current phase; the session enters its phase.
+        Called under ``self._lock``: the phase and what the call does change together."""
+        rule = self.rules[self.phase, call]
+        self.history.append((self.phase, call, rule.verdict))
+        if rule.then is not self.phase:
+            log.debug("%s: %s: %s -> %s", self.name, call.value, self.phase.value,
+                      rule.then.value)  # fmt: skip
+        self.phase = rule.then
+        return rule
+
+    @property
+    def closed(self) -> bool:
+        """The session has begun to close: no call acts on it any more."""
+        return self.phase is Phase.CLOSED
 
     # ---- the sink, on the owner thread -----------------------------------------------
 
@@ -254,24 +279,32 @@ class Session:
 
     # ---- failing and closing ----------------------------------------------------------
 
-    def fail(self, error: BaseException) -> None:
+    def fail(self, error: BaseException, call: Call = Call.FAULT) -> None:
         """Stop with ``error`` (the first one wins); statuses fail once the camera has
         stopped.  If no status of ours is pending to carry it to the plan (it sleeps, or
-        waits on other devices), the stall guard is told, and throws it into the plan."""
+        waits on other devices), the stall guard is told, and throws it into the plan.
+        ``call``: a fault (camera, disk, watchdog) or a stop."""
         with self._lock:
             first = self.error is None
             if first:
                 self.error = error
+            acts = self.move(call).verdict is Verdict.DO
             carried = self._status_waiting()
             stream = self.stream
-        if stream is not None:
-            stream.stop()
-        if first and not carried:
+        if acts:
+            if stream is not None:
+                stream.stop()
+            self._failed()
+        # a stop somebody asked for is no failure to throw into the plan
+        if first and not carried and call is Call.FAULT:
             self.ctx.announce_failure(error)
+
+    def _failed(self) -> None:
+        """A failure was taken (the camera is told to stop): what the kind does then."""
 
     def interrupt(self, error: BaseException) -> None:
         """Stop the camera now, failing what waits on it with ``error``."""
-        self.fail(error)
+        self.fail(error, Call.STOP)
         self.stop_camera()
 
     def _arm(self) -> None:
@@ -333,9 +366,8 @@ class Session:
         """End the session (idempotent): the camera stops, queued frames are written,
         the file keeps exactly the rows the run references, statuses still pending fail."""
         with self._lock:
-            if self.closed:
+            if self.move(Call.CLOSE).verdict is Verdict.IGNORE:
                 return
-            self.closed = True
         self.stop_camera()
         if not self.writer.stop(STOP_TIMEOUT_S):
             log.error("%s: the writer did not finish within %g s", self.name, STOP_TIMEOUT_S)
@@ -343,6 +375,9 @@ class Session:
             if self.writer.error is not None and self.error is None:
                 self.error = self.writer.error
             unwritten = self.ledger.unwritten(self.file.rows)
+            # rows past the ledger's hold frames already counted (a point a pause
+            # interrupted, or one the RunEngine took again, that nothing overwrote)
+            counted = len(self.ledger.numbers)
             if unwritten:
                 log.error("%s: %d frames could not be written", self.name, unwritten)
             # outside a run nothing references rows: the file keeps them all
@@ -353,7 +388,7 @@ class Session:
             self.file.record_lost(lost.expanded(), dict(lost.by_reason))
             if self.pauses:
                 self.file.annotate("pauses", self.pauses)
-            self.unreferenced = self.file.close(keep)
+            self.unreferenced = self.file.close(keep, end=counted)
         except (OSError, RuntimeError) as error:
             log.error("%s: closing %s failed: %s", self.name, self.path, error)
             with self._lock:
@@ -379,16 +414,40 @@ class Session:
             with contextlib.suppress(OSError):  # the run's folder, if nothing else is in it
                 self.path.parent.rmdir()
 
-    def _note_pause(self) -> None:
-        """Note a pause (the RunEngine's); :meth:`resume` notes its end."""
+    def pause(self) -> None:
+        """The RunEngine pauses: the camera stops (nothing streams while paused), the
+        file stays open; the pause is noted (the file's ``pauses``), never counted as
+        lost frames.  Whatever the phase, the camera has stopped when this returns (a
+        failure may be stopping it already)."""
         with self._lock:
+            if self.closed:
+                return
+            # noted even where the table ignores it (every frame in, or failed): a
+            # kickoff the RunEngine replays after it is then known for a replay
             self.pauses.append([time.time(), math.nan])
+            acts = self.move(Call.PAUSE).verdict is Verdict.DO
+        self.stop_camera()
+        if acts:
+            self._paused()
+
+    def _paused(self) -> None:
+        """The camera stopped for a pause (RunEngine thread): what the kind does then."""
 
     def resume(self) -> None:
-        """The RunEngine resumed after a pause."""
+        """The RunEngine resumed after a pause (it replays the plan next)."""
         with self._lock:
-            if self.pauses and math.isnan(self.pauses[-1][1]):
-                self.pauses[-1][1] = time.time()
+            self._note_resume()
+            acts = self.move(Call.RESUME).verdict is Verdict.DO
+        if acts:
+            self._resumed()
+
+    def _note_resume(self) -> None:
+        """The pause still open ends now (under the lock)."""
+        if self.pauses and math.isnan(self.pauses[-1][1]):
+            self.pauses[-1][1] = time.time()
+
+    def _resumed(self) -> None:
+        """After the RunEngine's resume (its thread): what the kind does then."""
 
     def run_ended(self) -> None:
         """The run's stop document was emitted: nothing more can join it."""

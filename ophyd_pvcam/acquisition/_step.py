@@ -27,6 +27,7 @@ from ._ledger import FrameLedger, Placement
 from ._owner import Stream
 from ._seams import Progress
 from ._session import STOP_TIMEOUT_S, Session, SessionContext
+from ._states import STEP_RULES, Call, Phase, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ class StepSession(Session):
 
     kind = "step"
     row_statistics = True  # a point reports its frames' mean and max
+    rules = STEP_RULES
 
     def __init__(self, ctx: SessionContext, mode: Mode):
         self.mode = mode
@@ -74,16 +76,17 @@ class StepSession(Session):
     def trigger(self, status: Progress) -> None:
         """Ask for the next point's frames; ``status`` finishes when they are on disk."""
         with self._lock:
-            error = self.error or (
-                AcquisitionInterrupted(f"{self.name}: the session has ended")
-                if self.closed
-                else None
-            )
-            if error is None and self._pending is not None:
-                error = RuntimeError(f"{self.name}: the previous trigger has not finished")
-            if error is not None:
+            was = self.phase
+            rule = self.move(Call.TRIGGER)
+            if rule.verdict is Verdict.REFUSE:
+                if was is Phase.ACQUIRING:
+                    error: BaseException = RuntimeError(f"{self.name}: {rule.why}")
+                else:
+                    error = self.error or AcquisitionInterrupted(f"{self.name}: {rule.why}")
                 status.set_exception(error)
                 return
+            if was is Phase.PAUSED:  # the RunEngine replays without a resume()
+                self._note_resume()
             point = _Point(self._next_point(), status, base=self.writer.submitted)
             self._pending = point
             stream = self.stream
@@ -126,23 +129,20 @@ class StepSession(Session):
     @property
     def waiting(self) -> bool:
         """A trigger() waits for frames."""
-        return self._pending is not None and not self.closed
+        return self._pending is not None and self.phase is Phase.ACQUIRING
 
     def restart_camera(self) -> None:
         """Settings other than the frame layout changed between points: stop the camera;
         the next trigger starts it afresh with them (the caller applies them)."""
         self.stop_camera()
 
-    def pause(self) -> None:
-        """The RunEngine pauses: the camera stops (nothing streams while paused); a point
-        in progress is abandoned -- its frames are counted and discarded, and the
-        RunEngine triggers it again after resuming."""
-        self._note_pause()
-        self.stop_camera()
+    def _paused(self) -> None:
+        """A point in progress is abandoned: its frames are counted and discarded, and
+        the RunEngine triggers it again after resuming."""
         with self._lock:
             point, self._pending = self._pending, None
             if point is not None:
-                dropped = self.ledger.abandon()
+                dropped = self.ledger.abandon(point.number)
                 self._orphans.append(point)
                 log.warning(
                     "%s: point %d interrupted by a pause; its %d frame(s) are discarded and "
@@ -184,7 +184,11 @@ class StepSession(Session):
                 self._disarm()
 
     def _stream_ended(self, error: BaseException | None) -> None:
-        if self.error is not None:
+        with self._lock:
+            failed = self.phase is Phase.FAILED
+            if self.move(Call.STREAM_ENDED).verdict is not Verdict.DO:
+                return  # between points, paused or closed: nothing waited on this stream
+        if failed:
             self.close()  # the file keeps the complete points; the pending one fails
             return
         with self._lock:
@@ -194,9 +198,9 @@ class StepSession(Session):
             assert stream is not None
             # the sequence that ended was answering ``request``: a point done once its frames
             # were on disk may already have a successor pending, its sequence still queued
+            # (a pause, a stop or a close moved the phase on before stopping the camera)
             incomplete = (
-                self.mode is Mode.SEQUENCE
-                and point is not None
+                point is not None
                 and point.last_sequence is None
                 and request is not None
                 and request.point == point.number
@@ -204,9 +208,10 @@ class StepSession(Session):
             )
         if incomplete:
             got = self.ledger.request.filled if self.ledger.request else 0
+            what = "its sequence" if self.mode is Mode.SEQUENCE else "the acquisition"
             self.fail(
                 CameraAcquisitionError(
-                    f"{self.name}: the camera ended its sequence with {got} of "
+                    f"{self.name}: the camera ended {what} with {got} of "
                     f"{self.ctx.frames_per_point} frames"
                 )
             )
@@ -241,6 +246,8 @@ class StepSession(Session):
         with self._lock:
             if self._pending is not point:
                 return  # already finished, or abandoned by a pause
+            if error is None and self.move(Call.POINT_DONE).verdict is not Verdict.DO:
+                return  # a pause or the close took the point meanwhile
             self._pending = None
             if error is None:
                 datum = self.docs.add_point()

@@ -265,12 +265,16 @@ class FrameFile:
         if reserve is not None:
             reserve.unlink(missing_ok=True)
 
-    def close(self, keep: int) -> int:
-        """Keep the first ``keep`` rows where the run reads them; move the rest to
-        ``unreferenced``.  Returns how many were moved.  Idempotent."""
+    def close(self, keep: int, end: int | None = None) -> int:
+        """Keep the first ``keep`` rows where the run reads them; move the rest, up to
+        ``end``, to ``unreferenced``; rows from ``end`` on are dropped (the caller has
+        counted their frames lost, with the reason).  Returns how many were moved.
+        Idempotent."""
         if self._file is None:
             return 0
         self.release_reserve()
+        if end is not None:
+            self.rows = min(self.rows, end)
         moved = max(0, self.rows - keep)
         try:
             if moved:

@@ -4,9 +4,11 @@
 pyvcam and no real sensor: frames are produced when they are polled for (one per
 ``period_s``), numbered from 1, with the number stamped in the first pixel.  What
 happens to frame *n* is scripted (``fake.script[n] = "drop" | "torn" | "stall" |
-"fail" | "lost"``), so the ledger, the sessions and the writer can be driven through
-every failure deterministically.  It also checks the one-owner rule: every call must
-come from the same thread, and nothing but streaming calls while frames stream.
+"fail" | "lost"``), or to the next frames made whatever their numbers
+(``fake.upcoming.append(...)``), so the ledger, the sessions and the writer can be
+driven through every failure deterministically.  It also checks the one-owner rule:
+every call must come from the same thread, and nothing but streaming calls while
+frames stream; a breach raises in the caller and is kept in ``violations``.
 
 The C simulator (``ophyd_pvcam.sim``) stays the integration test: it runs the vendor's
 pyvcam exactly as a beamline does.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 
 import numpy as np
 
@@ -70,11 +73,15 @@ class FakeBackend:
         self.capabilities = capabilities
         self.period_s = period_s
         self.script: dict[int, str] = {}
+        self.upcoming: deque[str] = deque()  # the fates of the next frames made
+        self.violations: list[str] = []
         self.setup: CameraSetup | None = None
         self.spec: StreamSpec | None = None
         self.streaming = False
         self.starts = 0
         self.frames_made = 0  # over the backend's life
+        self.delivered = 0  # of those, handed over by poll()
+        self.dropped = 0  # of those, lost on the way ("drop": a gap in the numbers)
         self.stop_calls = 0
         self.refuse_start = False
         self._thread: threading.Thread | None = None
@@ -90,10 +97,14 @@ class FakeBackend:
         current = threading.current_thread()
         if self._thread is None:
             self._thread = current
+        breach = None
         if current is not self._thread:
-            raise OwnerRuleBroken(f"{current.name} called the camera; {self._thread.name} owns it")
-        if self.streaming and not streaming_call:
-            raise OwnerRuleBroken("a parameter call while frames stream")
+            breach = f"{current.name} called the camera; {self._thread.name} owns it"
+        elif self.streaming and not streaming_call:
+            breach = "a parameter call while frames stream"
+        if breach is not None:
+            self.violations.append(breach)
+            raise OwnerRuleBroken(breach)
 
     # ---- idle ----------------------------------------------------------------------
 
@@ -158,13 +169,16 @@ class FakeBackend:
             self._number += 1
             self._next_at = max(self._next_at + self.period_s, time.monotonic())
             fate = self.script.get(self._number)
+            if fate is None and self.upcoming:
+                fate = self.upcoming.popleft()
             if fate == "stall":  # frames stop before this one is made
                 self._stalled = True
                 self._number -= 1
-                self.script.pop(self._number + 1)
+                self.script.pop(self._number + 1, None)
                 continue
             self.frames_made += 1
             if fate == "drop":
+                self.dropped += 1
                 continue  # lost on the way: a gap in the numbers
             if fate == "fail":
                 raise CameraError("the camera reported a readout failure", readout_failed=True)
@@ -172,6 +186,7 @@ class FakeBackend:
                 raise CameraError("the camera disconnected", lost=True)
             out[...] = 0
             out.flat[0] = self._number
+            self.delivered += 1
             stamp = self._number * self.period_s
             return FrameInfo(self._number, stamp, stamp + self.period_s / 2, torn=fate == "torn")
 

@@ -85,11 +85,32 @@ def test_abandoning_a_point_frees_its_rows_and_counts_its_frames():
     arrive(ledger, 1), arrive(ledger, 2)
     ledger.want(1, 2)
     arrive(ledger, 3)
-    assert ledger.abandon() == 1
+    assert ledger.abandon(1) == 1
     assert list(ledger.numbers) == [1, 2]
     assert ledger.lost.by_reason == {INTERRUPTED: 1}
     ledger.want(1, 2)  # the RunEngine asks again after resuming
     assert [arrive(ledger, n).row for n in (4, 5)] == [2, 3]
+
+
+def test_abandoning_a_point_whose_request_never_came_keeps_the_points_before():
+    """A pause right after trigger(): the owner thread has not taken the new point's
+    request yet; the request in the ledger is the previous, finished point's (found by
+    the model-based test: point 0's rows were dropped)."""
+    ledger = FrameLedger(batched=True, frames_per_point=2)
+    ledger.want(0, 2)
+    arrive(ledger, 1), arrive(ledger, 2)
+    assert ledger.abandon(1) == 0
+    assert list(ledger.numbers) == [1, 2] and ledger.lost.total == 0
+
+
+def test_abandoning_a_point_with_all_its_frames_in_still_frees_its_rows():
+    """Its frames were in but it was not finished (no Datum): the RunEngine takes it
+    again, into the same rows."""
+    ledger = FrameLedger(batched=True, frames_per_point=2)
+    ledger.want(0, 2)
+    arrive(ledger, 1), arrive(ledger, 2)
+    assert ledger.abandon(0) == 2
+    assert list(ledger.numbers) == [] and ledger.lost.by_reason == {INTERRUPTED: 2}
 
 
 def test_rows_the_disk_refused_are_dropped_and_counted():
