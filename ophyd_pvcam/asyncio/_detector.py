@@ -172,6 +172,12 @@ class PvcamDetector(StandardDetector):
         values = await asyncio.gather(*(signal.get_value() for signal in signals.values()))
         return self._settings_of(dict(zip(signals, values, strict=True)))
 
+    def set_name(self, name: str, *, child_name_separator: str | None = None) -> None:
+        """Named by ``init_devices`` after it is made: the core names keys and files by it."""
+        super().set_name(name, child_name_separator=child_name_separator)
+        if name:
+            self._controller.name = name
+
     @property
     def controller(self) -> CameraController:
         """The acquisition core this face drives (the ophyd face drives the same)."""
