@@ -8,6 +8,7 @@ script (a stalled, failed, lost or dropped frame), never with timers.
 
 from __future__ import annotations
 
+import errno
 import json
 import threading
 
@@ -16,6 +17,7 @@ import bluesky.plans as bp
 import h5py
 import pytest
 from bluesky import RunEngine
+from bluesky.run_engine import call_in_bluesky_event_loop
 from bluesky.utils import FailedStatus
 from event_model import DocumentNames, schema_validators
 from ophyd_async.core import (
@@ -27,8 +29,13 @@ from ophyd_async.core import (
 )
 
 from ophyd_pvcam.asyncio import PvcamDetector
-from ophyd_pvcam.errors import CameraAcquisitionError, CameraLostError, FrameStallError
-from ophyd_pvcam.storage import DATA_PATH, record_path
+from ophyd_pvcam.errors import (
+    CameraAcquisitionError,
+    CameraLostError,
+    DiskError,
+    FrameStallError,
+)
+from ophyd_pvcam.storage import DATA_PATH, FrameFile, record_path
 from ophyd_pvcam.testing import FakeBackend
 
 DEADLINE = 20.0
@@ -262,3 +269,93 @@ def test_a_paused_fly_scan_goes_on_after_resume_with_every_frame(cam, RE, fake):
     assert n == 40 == stream_stop(RE.docs, "cam_image")
     with h5py.File(cam.last_file, "r") as f:
         assert len(json.loads(f["entry"].attrs["pauses"])) == 1  # [paused at, resumed at]
+
+
+def test_a_missed_hardware_trigger_fails_with_the_trigger_diagnosis(cam, RE):
+    """Edge triggers and no pulse ever arrives: the plan fails with the watchdog's
+    trigger-aware diagnosis, not a timeout on a counter."""
+    with pytest.raises(FailedStatus) as raised:
+        RE(fly(cam, 5, trigger=DetectorTrigger.EXTERNAL_EDGE, exposure_timeout=0.5))
+    error = raised.value.__cause__
+    assert isinstance(error, FrameStallError) and not isinstance(error, TimeoutError)
+    assert "no trigger arrived in" in str(error) and "Edge Trigger" in str(error)
+    assert "check the trigger source" in str(error)
+    assert not cam.controller.acquiring
+    n, _ = rows(cam.last_file)  # closed and readable: nothing came, nothing referenced
+    assert n == stream_stop(RE.docs, "cam_image") == 0
+    RE(bp.count([cam], num=2))  # the next plan works, on internal triggers again
+    assert rows(cam.last_file)[0] == 2
+
+
+def test_a_full_disk_fails_the_fly_naming_the_folder_and_the_next_plan_works(
+    cam, RE, monkeypatch, tmp_path
+):
+    """The disk fills at row 30 (faked, as in tests/unit/test_sessions.py): the core's
+    one line, the file closed with the rows the run references, the next plan works."""
+    write = FrameFile.write
+
+    def write_until_full(self, row, pixels, chunk):
+        if row.row >= 30:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        write(self, row, pixels, chunk)
+
+    monkeypatch.setattr(FrameFile, "write", write_until_full)
+    with pytest.raises(FailedStatus) as raised:
+        RE(fly(cam, 200))
+    error = raised.value.__cause__
+    assert isinstance(error, DiskError)
+    assert str(error).startswith(f"cannot write frames to {tmp_path}")
+    assert "the disk is full" in str(error) and "\n" not in str(error)
+    assert not cam.controller.acquiring
+    n, numbers = rows(cam.last_file)
+    # the rows written before the disk filled, all referenced by the run (a frame made
+    # after the last collect is kept apart, outside the dataset)
+    assert 20 <= n <= 30 and n == stream_stop(RE.docs, "cam_image")
+    assert numbers == list(range(1, n + 1))
+    monkeypatch.setattr(FrameFile, "write", write)
+    RE.docs.clear()
+    RE(fly(cam, 10))
+    assert rows(cam.last_file)[0] == 10 == stream_stop(RE.docs, "cam_image")
+
+
+def test_status_signals_follow_the_frames_while_they_stream(cam, RE, fake):
+    """frames_acquired and dropped_frames move while the camera runs (the core's 10 Hz
+    pulse), not only at the end: the camera is held at frame 200 and the signals must
+    show the 198 frames kept and the one dropped before it is let go."""
+    fake.script[50] = "drop"
+    fake.script[200] = "stall"  # held until fake.resume is set; the watchdog stays quiet
+    RE(bps.mv(cam.stall_timeout, 60))
+    seen: dict[str, list] = {"acquired": [], "dropped": [], "stalled": []}
+    shown = threading.Event()
+
+    def watch(kind):
+        def record(reading):
+            (value,) = [r["value"] for r in reading.values()]
+            seen[kind].append(value)
+            if 198 in seen["acquired"] and 1 in seen["dropped"]:
+                shown.set()
+
+        return record
+
+    async def subscribe():  # on the RunEngine's loop, where the signals live
+        cam.frames_acquired.subscribe_reading(watch("acquired"))
+        cam.dropped_frames.subscribe_reading(watch("dropped"))
+        cam.stalled.subscribe_reading(watch("stalled"))
+
+    call_in_bluesky_event_loop(subscribe(), timeout=DEADLINE)
+
+    running_when_shown: list[bool] = []
+
+    def let_go():
+        if shown.wait(DEADLINE):
+            running_when_shown.append(cam.controller.acquiring)
+        fake.resume.set()
+
+    releaser = threading.Thread(target=let_go, daemon=True)
+    releaser.start()
+    RE(fly(cam, 400))
+    releaser.join(DEADLINE)
+    # the signals showed 198 and 1 while the camera was held, still acquiring
+    assert shown.is_set() and running_when_shown == [True]
+    assert seen["acquired"][-1] == 399 and seen["dropped"][-1] == 1
+    assert True not in seen["stalled"]
