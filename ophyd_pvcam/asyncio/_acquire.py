@@ -55,7 +55,7 @@ class PvcamAcquireLogic(DetectorAcquireLogic):
         await asyncio.to_thread(controller.unstage)
         fly = controller.fly
         if fly is not None and not fly.closed:
-            fly.stop_camera()
+            await asyncio.to_thread(fly.stop_camera)  # waits for the camera: off the loop
             if fly.ctx.run is None:
                 await asyncio.to_thread(fly.close, "unstaged")
 

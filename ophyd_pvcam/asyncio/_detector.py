@@ -12,10 +12,12 @@ diagnosis, not with a timeout on a counter (docs/decisions/0011).
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import dataclasses
 import logging
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -35,14 +37,14 @@ from ophyd_async.core import (
 )
 
 from ophyd_pvcam.acquisition import CameraController, Settings
-from ophyd_pvcam.errors import CameraAcquisitionError
+from ophyd_pvcam.errors import AcquisitionInterrupted, CameraAcquisitionError
 from ophyd_pvcam.hardware import CameraBackend
 
 from ._acquire import PvcamAcquireLogic
 from ._data import PvcamDataLogic, PvcamDataProvider
 from ._paths import FramesPathProvider
 from ._plan import Plan
-from ._runs import EngineRun
+from ._runs import EngineRun, find_run
 from ._status import LoopProgress, _Silent
 from ._trigger import PvcamTriggerLogic
 
@@ -50,6 +52,9 @@ log = logging.getLogger(__name__)
 
 KICKOFF_TIMEOUT_S = 60.0  # the camera starts (a setup applied, a file opened) well within
 SILENCE_MARGIN_S = 45.0  # beyond the stall timeout: the core's stop and flush (30 s) and more
+
+# detectors whose camera is open, closed at interpreter exit (see _close_all)
+_open_detectors: weakref.WeakSet = weakref.WeakSet()
 
 
 class PvcamDetector(StandardDetector):
@@ -85,7 +90,8 @@ class PvcamDetector(StandardDetector):
         self._run: EngineRun | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._provider: PvcamDataProvider | None = None
-        self._announced: BaseException | None = None
+        # a failure no status carried, and the uid of the run it happened in
+        self._announced: tuple[BaseException, str | None] | None = None
         self._controller = CameraController(
             label,
             backend,
@@ -94,6 +100,7 @@ class PvcamDetector(StandardDetector):
             find_run=lambda: self._run,
             announce=self._announce,
         )
+        _open_detectors.add(self)
         caps = self._controller.capabilities
         port = caps.ports[0]
         low, high = caps.temperature_setpoint_range
@@ -317,14 +324,27 @@ class PvcamDetector(StandardDetector):
 
     def _announce(self, error: BaseException) -> None:
         """A failure no pending status of ours carries (the camera stalled while the plan
-        waited on something else): it fails the next call the plan makes."""
-        self._announced = self._announced or error
+        waited on something else): it fails the plan's next call to this detector in
+        the same run.  A stop someone asked for (``stop()``, an abort) is no news to
+        deliver: the session already ended as asked."""
+        if isinstance(error, AcquisitionInterrupted):
+            log.info("%s", error)
+            return
+        run = self._run
+        self._announced = self._announced or (error, run.uid if run is not None else None)
         log.error("%s", error)
 
     def _raise_announced(self) -> None:
-        error, self._announced = self._announced, None
-        if error is not None:
+        """Raise the failure announced in this run; one from a run that has ended was
+        logged when it happened and is not thrown into a later plan."""
+        announced, self._announced = self._announced, None
+        if announced is None:
+            return
+        error, uid = announced
+        run = find_run()
+        if (run.uid if run is not None else None) == uid:
             raise error
+        log.info("%s: not raised in a later run: %s", self.name, error)
 
     # ---- the rest ------------------------------------------------------------------------
 
@@ -338,9 +358,12 @@ class PvcamDetector(StandardDetector):
         session = self._controller.last
         return None if session is None else session.path
 
-    async def stop(self) -> None:
-        """Stop whatever the camera does now; files keep what was acquired."""
-        self._controller.stop()
+    async def stop(self, success: bool = False) -> None:
+        """Stop whatever the camera does now; files keep what was acquired.  Returns
+        once the camera has stopped.  The RunEngine calls it as ``stop(success=...)``
+        on every device a plan kicked off, when the plan ends or is stopped; the
+        wait for the camera runs in a worker thread, off the event loop."""
+        await asyncio.to_thread(self._controller.stop)
 
     def pause(self) -> None:
         """The RunEngine pauses: the camera stops (docs/decisions/0009, 0011)."""
@@ -353,3 +376,16 @@ class PvcamDetector(StandardDetector):
     def close(self) -> None:
         """Stop any acquisition, close its files and release the camera."""
         self._controller.close()
+        _open_detectors.discard(self)
+
+
+@atexit.register
+def _close_all() -> None:
+    """A session that ends without ``close()`` (a script's end, an IPython exit) still
+    stops the camera and closes its files, so they are readable and the next process
+    can open the camera; as the ophyd face does."""
+    for detector in list(_open_detectors):
+        try:
+            detector.close()
+        except Exception:  # interpreter shutdown: report, never hang
+            log.exception("closing %s at exit failed", detector.name)

@@ -8,6 +8,7 @@ script (a stalled, failed, lost or dropped frame), never with timers.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import json
 import threading
@@ -18,7 +19,7 @@ import h5py
 import pytest
 from bluesky import RunEngine
 from bluesky.run_engine import call_in_bluesky_event_loop
-from bluesky.utils import FailedStatus
+from bluesky.utils import FailedStatus, RunEngineInterrupted
 from event_model import DocumentNames, schema_validators
 from ophyd_async.core import (
     DetectorTrigger,
@@ -318,6 +319,70 @@ def test_a_full_disk_fails_the_fly_naming_the_folder_and_the_next_plan_works(
     assert rows(cam.last_file)[0] == 10 == stream_stop(RE.docs, "cam_image")
 
 
+def after_frames(fake, count: int) -> threading.Event:
+    """Set once the fake camera has made ``count`` frames (its poll, the owner thread)."""
+    made = threading.Event()
+    original = fake.poll
+
+    def poll(timeout_s, out):
+        if fake.frames_made >= count:
+            made.set()
+        return original(timeout_s, out)
+
+    fake.poll = poll
+    return made
+
+
+def test_a_run_engine_stop_mid_fly_ends_the_run_with_the_rows_on_disk(cam, RE, fake):
+    """RE.stop() from another thread (a GUI, the queue server) while the scan runs: the
+    camera is stopped when RE() returns, the run ends as a success with exactly the
+    rows on disk, and the next plan works."""
+    going = after_frames(fake, 20)
+    threading.Thread(target=lambda: going.wait(DEADLINE) and RE.stop(), daemon=True).start()
+    with pytest.raises(RunEngineInterrupted):
+        RE(fly(cam, 5000))  # 10 s of frames: the stop lands well before the end
+    assert going.is_set()
+    assert not cam.controller.acquiring and not fake.streaming  # stopped, not stopping
+    (stop,) = [d for n, d in RE.docs if n == "stop"]
+    assert stop["exit_status"] == "success"
+    n, numbers = rows(cam.last_file)  # a plain open: the file is closed
+    assert n == stream_stop(RE.docs, "cam_image") and numbers == list(range(1, n + 1))
+    RE.docs.clear()
+    RE(bp.count([cam], num=2))
+    assert [n for n, _ in RE.docs].count("event") == 2
+
+
+def test_stop_returns_with_the_camera_stopped_and_the_frames_collectable(cam, RE, fake):
+    """A plan calls stop() on the detector mid-fly: when it returns the camera has
+    stopped; what was on disk is still handed over, the file closes readable with
+    exactly those rows, and the next plan works."""
+    going = after_frames(fake, 20)
+    when_stopped: list[bool] = []
+
+    def plan():
+        yield from bps.stage(cam, wait=True)
+        yield from bps.open_run()
+        yield from bps.prepare(cam, TriggerInfo(number_of_events=5000), wait=True)
+        yield from bps.declare_stream(cam, name="primary")
+        yield from bps.kickoff(cam, wait=True)
+        yield from bps.wait_for([lambda: asyncio.to_thread(going.wait, DEADLINE)])
+        yield from bps.stop(cam)
+        when_stopped.append(cam.controller.acquiring or fake.streaming)
+        yield from bps.collect(cam)
+        yield from bps.close_run()
+        yield from bps.unstage(cam, wait=True)
+
+    RE(plan())
+    assert going.is_set() and when_stopped == [False]
+    valid(RE.docs)
+    n, numbers = rows(cam.last_file)
+    assert n >= 20 and n == stream_stop(RE.docs, "cam_image") < 5000
+    assert numbers == list(range(1, n + 1))
+    RE.docs.clear()
+    RE(bp.count([cam], num=2))
+    assert [n for n, _ in RE.docs].count("event") == 2
+
+
 def test_status_signals_follow_the_frames_while_they_stream(cam, RE, fake):
     """frames_acquired and dropped_frames move while the camera runs (the core's 10 Hz
     pulse), not only at the end: the camera is held at frame 200 and the signals must
@@ -359,3 +424,25 @@ def test_status_signals_follow_the_frames_while_they_stream(cam, RE, fake):
     assert shown.is_set() and running_when_shown == [True]
     assert seen["acquired"][-1] == 399 and seen["dropped"][-1] == 1
     assert True not in seen["stalled"]
+
+
+def test_a_detector_left_open_is_closed_at_exit(cam, RE, fake):
+    """A script that ends mid-fly without close(): the exit hook stops the camera and
+    closes the file, readable by a plain open."""
+    from ophyd_pvcam.asyncio import _detector
+
+    going = after_frames(fake, 20)
+
+    async def start():  # a fly scan left running, as a script awaiting the detector
+        await cam.prepare(TriggerInfo(number_of_events=5000))
+        await cam.kickoff()
+
+    call_in_bluesky_event_loop(start(), timeout=DEADLINE)
+    assert going.wait(DEADLINE)
+    path = cam.last_file
+    assert cam.controller.acquiring and cam in _detector._open_detectors
+    _detector._close_all()  # what atexit runs
+    assert not cam.controller.acquiring and not fake.streaming
+    assert cam not in _detector._open_detectors
+    n, numbers = rows(path)  # a plain open: the file is closed
+    assert n >= 19 and numbers == list(range(1, n + 1))  # what came before the exit
