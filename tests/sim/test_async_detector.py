@@ -115,6 +115,31 @@ def test_a_fly_scan_on_edge_triggers_replays_equal_to_the_file(acam, RE, data_di
     assert np.array_equal(images.reshape(on_disk.shape), on_disk)
 
 
+def test_a_fly_scan_on_internal_triggers_replays_equal_to_the_file(acam, RE, data_dir, tmp_path):
+    """The free-running camera, collected while it runs, every frame in order."""
+
+    def plan():
+        yield from bps.stage(acam, wait=True)
+        uid = yield from bps.open_run()
+        yield from bps.prepare(acam, TriggerInfo(number_of_events=200), wait=True)
+        yield from bps.declare_stream(acam, name="primary")
+        yield from bps.kickoff(acam, wait=True)
+        yield from bps.collect_while_completing([acam], [acam], flush_period=0.05)
+        yield from bps.close_run()
+        yield from bps.unstage(acam, wait=True)
+        return uid
+
+    (uid,) = RE(plan())
+    valid(RE.recorder.docs)
+    images, _ = read_run_in_new_process(
+        data_dir / "catalog", uid, "primary", "acam_image", tmp_path
+    )
+    on_disk, records = file_frames(acam.last_file)
+    assert on_disk.shape == (200, 64, 128)
+    assert np.array_equal(images.reshape(on_disk.shape), on_disk)
+    assert list(records["frame_number"]) == sorted(set(records["frame_number"]))
+
+
 def test_the_two_faces_cannot_hold_one_camera(cam, data_dir):
     with pytest.raises(CameraInUseError) as raised:
         PvcamDetector("acam", sim=True)
