@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import _common as common
+import faces
 import hot_path
 import memory_flat
 import stall_latency
@@ -33,8 +34,12 @@ import throughput
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-SECTIONS = ("full_frame", "disk_burst", "small_roi", "step_scan", "stall_latency", "memory")
-PACKAGES = ("ophyd-pvcam", "pyvcam", "h5py", "numpy", "bluesky", "ophyd", "event-model")
+SECTIONS = (
+    "full_frame", "disk_burst", "small_roi", "faces", "step_scan", "stall_latency", "memory",
+)  # fmt: skip
+PACKAGES = (
+    "ophyd-pvcam", "pyvcam", "h5py", "numpy", "bluesky", "ophyd", "ophyd-async", "event-model",
+)  # fmt: skip
 
 
 def runners(full_frames: int | None) -> dict[str, Callable[[bool], dict[str, Any]]]:
@@ -48,6 +53,7 @@ def runners(full_frames: int | None) -> dict[str, Callable[[bool], dict[str, Any
         "full_frame": throughput_section("full_frame"),
         "disk_burst": throughput_section("disk_burst"),
         "small_roi": throughput_section("small_roi"),
+        "faces": faces.run,
         "step_scan": step_scan.run,
         "stall_latency": stall_latency.run,
         "memory": memory_flat.run,
@@ -66,6 +72,12 @@ def print_section(section: str, result: dict[str, Any]) -> None:
         text = common.table(title, throughput.table_rows(points), throughput.COLUMNS)
         if section == "small_roi":
             text += "\n" + _best_table(result["highest_zero_loss"])
+    elif section == "faces":
+        title = (
+            "2b. Small-ROI fly end to end, the ophyd face (PrimeBSI) and the ophyd-async face "
+            "(PvcamDetector) vs bare (fps; pace = the sensor's measured rate / nominal)"
+        )
+        text = common.table(title, faces.table_rows(result), faces.COLUMNS)
     elif section == "step_scan":
         title = f"3. Step scan: count(num={result['num']}) at 1 ms exposure (ms per point)"
         text = common.table(title, step_scan.table_rows(result), step_scan.COLUMNS)

@@ -120,7 +120,9 @@ class FileStreams:
     StreamDatums over ranges of its rows.
 
     ``datasets`` maps each key to its dataset (:func:`~ophyd_pvcam.storage.stream_datasets`);
-    ``only_rows``: the rows the run uses, when the image dataset holds more."""
+    ``only_rows``: the rows the run uses, when the image dataset holds more;
+    ``rows_per_index``: rows one index of a StreamDatum covers (an event of several
+    frames; its data keys' shapes start with it)."""
 
     def __init__(
         self,
@@ -129,6 +131,7 @@ class FileStreams:
         *,
         run_start: str | None = None,
         only_rows: int | None = None,
+        rows_per_index: int = 1,
     ):
         uri = f"file://localhost{Path(path).absolute().as_posix()}"
         self._bundles: dict[str, ComposeStreamResourceBundle] = {}
@@ -136,9 +139,11 @@ class FileStreams:
         for key, dataset in datasets.items():
             parameters: dict[str, Any] = {"dataset": dataset}
             if dataset == DATA_PATH:
-                parameters |= IMAGE_PARAMETERS
+                parameters |= IMAGE_PARAMETERS | {"multiplier": rows_per_index}
                 if only_rows is not None:
                     parameters["slice"] = rows_slice(only_rows)
+            elif rows_per_index > 1:
+                parameters["multiplier"] = rows_per_index
             bundle = compose_stream_resource(
                 mimetype=STREAM_MIMETYPE, uri=uri, data_key=key, parameters=parameters
             )

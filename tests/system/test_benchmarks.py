@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-SECTIONS = {"full_frame", "disk_burst", "small_roi", "step_scan", "stall_latency", "memory"}
+SECTIONS = {
+    "full_frame", "disk_burst", "small_roi", "faces", "step_scan", "stall_latency", "memory",
+}  # fmt: skip
 SIDES = {"bare", "device"}
 
 
@@ -62,6 +64,20 @@ def test_throughput_sections_compare_device_with_baselines(quick_report):
     burst = quick_report["results"]["disk_burst"]
     assert set(burst) >= SIDES and all(burst[side]["burst_finished"] for side in SIDES)
     assert set(quick_report["results"]["small_roi"]["highest_zero_loss"]) == SIDES
+
+
+@pytest.mark.timeout(360)
+def test_faces_section_compares_both_faces_with_bare_in_one_run(quick_report):
+    points = quick_report["results"]["faces"]["points"]
+    assert points
+    for point in points:
+        for side in ("bare", "ophyd", "async"):
+            assert {"fps", "lost", "camera_pace", "cpu_s_per_frame"} <= set(point[side])
+            assert point[side]["frames_written"] > 0
+        assert point["async"]["unaccounted"] == 0  # every frame written or counted lost
+        assert {"ophyd_over_bare_fps", "async_over_bare_fps", "async_over_ophyd_fps"} <= set(
+            point["verdict"]
+        )
 
 
 @pytest.mark.timeout(360)
