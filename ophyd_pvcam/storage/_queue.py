@@ -94,6 +94,11 @@ class FrameQueue:
                 self._lock.wait(timeout)
             return self._filled.popleft() if self._filled else None
 
+    def wake(self) -> None:
+        """Wake a :meth:`get` that waits (its caller has something else to see to)."""
+        with self._lock:
+            self._lock.notify_all()
+
     def release(self, slot: int) -> None:
         with self._lock:
             self._free.append(slot)

@@ -407,6 +407,7 @@ class FrameWriter:
         """Write and flush what is queued, then end; False if that took too long."""
         with self._condition:
             self._stop = True
+        self._queue.wake()  # not a poll's length later: a session's close waits for this
         self._thread.join(timeout)
         return not self._thread.is_alive()
 

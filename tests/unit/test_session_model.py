@@ -222,6 +222,7 @@ class RunEngineModel(RuleBasedStateMachine):
     )
     @rule(fate=st.sampled_from([None, None, "hold", *FAULTS]))
     def trigger(self, fate) -> None:
+        self.fake.upcoming.clear()  # fates meant for a point that was refused
         if fate == "hold":
             self.hold_next()
         elif fate is not None:
@@ -257,6 +258,7 @@ class RunEngineModel(RuleBasedStateMachine):
     )
     @rule(frames=st.integers(1, 12), fate=st.sampled_from([None, None, "hold", *FAULTS]))
     def kickoff(self, frames, fate) -> None:
+        self.fake.upcoming.clear()
         if fate == "hold":
             self.fake.upcoming.extend([None] * (frames // 2))
             self.hold_next()
@@ -456,7 +458,7 @@ def test_every_cell_of_both_tables_is_defined():
 
 
 RunEngineModel.TestCase.settings = hsettings(
-    max_examples=int(os.environ.get("MODEL_EXAMPLES", "300")),
+    max_examples=int(os.environ.get("MODEL_EXAMPLES", "2000")),
     phases=[Phase.explicit, Phase.reuse, Phase.generate]
     + ([Phase.shrink] if os.environ.get("MODEL_SHRINK", "1") == "1" else []),
     stateful_step_count=25,
