@@ -206,7 +206,12 @@ class FrameLedger:
             self.unrequested += 1
             return "unrequested"
         if self._clock_offset is None or math.isnan(eof):
-            self._clock_offset = now - (0.0 if math.isnan(eof) else eof)
+            eof_s = 0.0 if math.isnan(eof) else eof
+            # placed by this frame's arrival, which can only be late: never before the
+            # last frame of an earlier acquisition of this session (placed by its own
+            # first arrival, perhaps later than this one's), or times would run back
+            floor = self.times[-1] if self.times else -math.inf
+            self._clock_offset = max(now - eof_s, floor - eof_s)
         row = len(self.numbers)
         self.numbers.append(number)
         self.bof.append(bof)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from ophyd_pvcam.acquisition import GAP, INTERRUPTED, MEMORY, TORN, WRITE, FrameLedger, Placement
@@ -159,3 +160,20 @@ def test_a_new_acquisition_numbers_from_1_again_and_its_frames_take_the_next_row
     assert [arrive(ledger, n) for n in (1, 2)] == [Placement(2, 1), Placement(3, 1)]
     assert list(ledger.numbers) == [1, 2, 1, 2]
     assert ledger.lost.total == 0 and ledger.duplicates == 0
+
+
+def test_frame_times_never_run_back_when_a_paused_fly_goes_on():
+    """The camera clock is placed on the wall clock by an acquisition's first arrival,
+    which can only be late.  A first frame delivered 50 ms late (a loaded machine) puts
+    the whole first acquisition 50 ms late; after a short pause the next acquisition's
+    first frame, delivered at once, must still not be stamped before the last one (a
+    paused fly scan's times ran back in a loaded CI run)."""
+    ledger = FrameLedger(target=6)
+    for number in (1, 2, 3):  # camera clock: eof = n ms; the first arrives 50 ms late
+        ledger.arrive(number, number * 1e-3, number * 1e-3, 100.050 + number * 1e-3)
+    ledger.go_on()  # paused for 1 ms, then a new acquisition, numbered from 1
+    for number in (1, 2, 3):  # prompt this time: arrival = 100.004 + eof
+        ledger.arrive(number, number * 1e-3, number * 1e-3, 100.004 + number * 1e-3)
+    times = list(ledger.times)
+    assert all(np.diff(times) >= 0), times
+    assert times[3] == pytest.approx(times[2])  # no later than it must be

@@ -49,7 +49,7 @@ from hypothesis.stateful import (
     rule,
 )
 
-from ophyd_pvcam.acquisition import GAP, missing_cells
+from ophyd_pvcam.acquisition import GAP, as_markdown, missing_cells
 from ophyd_pvcam.errors import DiskError, FrameStallError
 from ophyd_pvcam.storage import DATA_PATH, UNREFERENCED_PATH, FrameFile, record_path
 from ophyd_pvcam.testing import FakeBackend
@@ -230,6 +230,8 @@ class RunEngineModel(RuleBasedStateMachine):
         self.point = self.status()
         self.c.trigger(STEP, self.point)
         self.note_session()
+        if self.point.done:  # refused (a failed session refuses until it is unstaged)
+            self.release_all()
 
     @precondition(lambda self: self.point is not None and self.moving)
     @rule()
@@ -455,6 +457,15 @@ def disk(monkeypatch):
 def test_every_cell_of_both_tables_is_defined():
     assert missing_cells("step") == []
     assert missing_cells("fly") == []
+
+
+def test_the_decision_record_shows_the_tables_the_code_has():
+    record = (
+        Path(__file__).parents[2]
+        / "docs/decisions/0010-session-phases-every-call-in-every-phase.md"
+    )
+    text = record.read_text()
+    assert as_markdown("step") in text and as_markdown("fly") in text
 
 
 RunEngineModel.TestCase.settings = hsettings(
