@@ -318,11 +318,11 @@ class CameraController:
                     f"{self.name} is busy: staged for a step scan; unstage it before a fly scan"
                 )
             fly = self.fly
-            replayed = fly is not None and not fly.closed and bool(fly.pauses)
+            replayed = fly is not None and not fly.closed and fly.replay_due
             if replayed and fly is not None and self._same_run(fly):
                 # the RunEngine redoes the plan since its last checkpoint after a pause:
                 # this fly scan goes on (resume() restarted it), even if its frames are
-                # all in already; the session's table decides (join, or refuse a failed one)
+                # all in already; the session's table decides (join; refuse while it fails)
                 fly.kickoff(status)
                 return
             if fly is not None and not fly.closed and not fly.drained:

@@ -53,6 +53,7 @@ class FlySession(Session):
         self._kickoff: Completion | None = None
         self._complete: Progress | None = None
         self._superseded: list[Progress] = []  # complete() statuses asked for again
+        self.replay_due = False  # paused since kicked off: the RunEngine replays kickoff
         self.datums = 0  # rows handed to the run as datums
         self.collected = 0  # rows handed to the run as events
         self._flushed = 0
@@ -81,8 +82,9 @@ class FlySession(Session):
         if rule.verdict is Verdict.REFUSE:
             status.set_exception(self.error or RuntimeError(f"{self.name}: {rule.why}"))
         elif rule.verdict is Verdict.JOIN:
+            self.replay_due = False  # a later kickoff is a new scan's
             log.info("%s: kickoff after a resume: the fly scan goes on", self.name)
-            status.set_finished()
+            status.set_finished()  # at once: the scan is under way (or its frames all in)
         else:
             self._start_stream()
 
@@ -111,9 +113,14 @@ class FlySession(Session):
         if drained:
             self._finish_complete()
 
-    # pause(): the camera stops, every frame it gave is written, and complete() goes on
-    # waiting; on resume() the camera starts again for the frames still missing, in the
-    # same file and run.
+    # pause(): the camera stops, and complete() goes on waiting (every frame the camera
+    # gave is still written); on resume() the camera starts again for the frames still
+    # missing, in the same file and run.
+
+    def pause(self) -> None:
+        with self._lock:
+            self.replay_due = not self.closed
+        super().pause()
 
     def _resumed(self) -> None:
         """The camera starts again, numbering its frames from 1 (frame times stay on the
@@ -203,6 +210,8 @@ class FlySession(Session):
             status.set_finished()
 
     def _stream_ended(self, error: BaseException | None) -> None:
+        # the scan ends only once every frame is on disk; a pause does not wait for a
+        # slow disk (the RunEngine's pause waits for the camera's stop, which is this)
         if not self.writer.drain(STOP_TIMEOUT_S):
             log.error("%s: frames were still being written after %g s", self.name, STOP_TIMEOUT_S)
         with self._lock:

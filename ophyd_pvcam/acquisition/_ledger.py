@@ -113,6 +113,8 @@ class FrameLedger:
         self._pending_lost = 0  # lost since the last row: reported on the next row
         self._clock_offset: float | None = None
         # the per-row table
+        self.generation = 0  # rows dropped since: see stale()
+        self._drops: list[tuple[int, int]] = []  # (generation it began, first row dropped)
         self.numbers = array.array("q")
         self.bof = array.array("d")
         self.eof = array.array("d")
@@ -216,12 +218,19 @@ class FrameLedger:
         self.numbers.append(number)
         self.bof.append(bof)
         self.eof.append(eof)
-        self.times.append(now if math.isnan(eof) else self._clock_offset + eof)
+        floor = self.times[-1] if self.times else -math.inf
+        self.times.append(max(now, floor) if math.isnan(eof) else self._clock_offset + eof)
         self.lost_before.append(self._pending_lost)
         self._pending_lost = 0
         if self.request is not None:
             self.request.filled += 1
         return Placement(row, point)
+
+    def stale(self, generation: int, row: int) -> bool:
+        """A row placed in ``generation`` was dropped since (its point interrupted or
+        taken again): its frame is counted, and must not be written over the rows the
+        retake fills.  (The writer thread asks; drops are only ever appended.)"""
+        return any(start <= row for after, start in self._drops if after > generation)
 
     def unwritten(self, rows_on_disk: int) -> int:
         """Rows placed but never written (the disk failed): drop them from the table and
@@ -258,6 +267,8 @@ class FrameLedger:
         """Rows from ``start`` on leave the table; their frames are counted lost for
         ``reason`` (not as a gap: each was received).  Returns how many."""
         dropped = [int(n) for n in self.numbers[start:]]
+        self.generation += 1
+        self._drops.append((self.generation, start))
         self._truncate(start)
         for number in dropped:
             self.lost.add(number, number, reason)

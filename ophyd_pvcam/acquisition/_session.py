@@ -15,7 +15,7 @@ whichever of them reports.
 Which calls act in which phase is one table per kind (``_states.py``); a call looks
 up its rule with :meth:`Session.move`, under the lock, before it acts.
 
-Under ``self._lock``: the session's phase, its error and stall, the
+Under ``self._lock``: every change of the session's phase, its error and stall, the
 watchdog's token, a step scan's stream, the pending step point and the fly scan's
 statuses, and what a fly scan has handed to the run (its datums, events and stream
 documents; a step scan's documents guard themselves with their own lock).  A status
@@ -34,9 +34,13 @@ Not under the lock, on purpose:
   and arrays are read by slicing (one call), and ``lost.by_reason``, which gains a key
   at a reason's first loss, is copied in one call by :meth:`Session.summary_line`
   before it iterates.  Other threads change the ledger (``abandon`` at a pause,
-  ``unwritten`` at close) only after :meth:`Session.stop_camera` has waited for the
-  stream to end -- unless it gave up after ``STOP_TIMEOUT_S``, which it logs as an
-  error.
+  ``go_on`` at a fly scan's resume, ``unwritten`` at close) only after
+  :meth:`Session.stop_camera` has waited for the stream to end -- unless it gave up
+  after ``STOP_TIMEOUT_S``, which it logs as an error.  The exception is ``retake``
+  (a step trigger after a rewind), made while the camera waits for that trigger:
+  only a hardware-triggered camera can deliver a frame then, counted unrequested.
+  The writer asks :meth:`~ophyd_pvcam.acquisition.FrameLedger.stale` whether a queued
+  row was dropped meanwhile; drops are only appended.
 - The writer's counters: ``submitted`` is written by the owner thread, ``processed``
   and ``flushed`` by the writer thread, each an int with one writer; a reader gets a
   whole value, possibly a frame old.  A step point completes on the writer thread,
@@ -49,6 +53,9 @@ Not under the lock, on purpose:
   the lock that it is still the pending point, so a point a pause abandoned meanwhile
   is never finished.  The writer thread likewise reads a fly scan's complete status
   without the lock, only to report progress on it while it is not done.
+- The phase is read without the lock where a stale answer only delays a decision
+  that :meth:`Session.move` takes again under it (``closed``, a fly scan's
+  ``drained`` and ``paused``, a step scan's ``waiting``, the controller's checks).
 - Plain values written by one thread and read by others (``readings``,
   ``unreferenced``; a fly scan's ``stream``, set by its kickoff before the stream
   starts): a reader sees the old value or the new one.
@@ -157,6 +164,7 @@ class Session:
             self._written,
             self._row_written if self.row_statistics else None,
             name=ctx.name,
+            stale=lambda row: self.ledger.stale(row.generation, row.row),
         )
         self.writer.start()
         if ctx.run is not None:
@@ -219,6 +227,7 @@ class Session:
                 info.eof,
                 ledger.times[placed.row],
                 ledger.lost_before[placed.row],
+                ledger.generation,
             )
             flush = self._completes_a_point(placed)
             # the writer may be done with it at once: everything about it is known first
@@ -374,7 +383,11 @@ class Session:
         with self._lock:
             if self.writer.error is not None and self.error is None:
                 self.error = self.writer.error
-            unwritten = self.ledger.unwritten(self.file.rows)
+            # rows from the first the disk refused on were not written (rows below
+            # self.file.rows may hold a dropped point's frames, never the retake's)
+            first = self.writer.first_unwritten
+            on_disk = self.file.rows if first is None else min(first, self.file.rows)
+            unwritten = self.ledger.unwritten(on_disk)
             # rows past the ledger's hold frames already counted (a point a pause
             # interrupted, or one the RunEngine took again, that nothing overwrote)
             counted = len(self.ledger.numbers)

@@ -15,7 +15,7 @@ A rule's verdict:
 
 - ``DO``: the call acts; the session is then in ``then``.
 - ``JOIN``: the work is already under way (a kickoff the RunEngine replays after a
-  pause): the call's status finishes with it, nothing new starts.
+  pause): the call's status finishes at once, nothing new starts.
 - ``IGNORE``: nothing to do in this phase (a pause of a closed session, a second
   failure: the first one wins).
 - ``REFUSE``: the call fails at once, saying ``why``; the phase stays.
@@ -57,7 +57,9 @@ class Call(Enum):
     # the camera's (owner thread), the disk's (writer thread), the watchdog's
     STARTED = "started"  # the camera runs
     POINT_DONE = "point done"  # a step point's frames are on disk
-    STREAM_ENDED = "stream ended"  # the camera stopped (any reason)
+    # the camera stopped (any reason); also sent by a fly scan's resume that finds its
+    # frames all in (the last came as the pause did): nothing is left to restart
+    STREAM_ENDED = "stream ended"
     FAULT = "fault"  # readout failure, disconnect, stall, full disk
 
 

@@ -220,6 +220,8 @@ class StepSession(Session):
     # ---- the writer thread ------------------------------------------------------------
 
     def _row_written(self, row, pixels: np.ndarray) -> None:
+        if self.ledger.stale(row.generation, row.row):
+            return  # a dropped point's frame, written as the pause came: not the retake's
         point = self._pending
         if point is not None and row.row // self.ctx.frames_per_point == point.number:
             point.means.append(int(pixels.sum(dtype=np.uint64)) / pixels.size)  # exact

@@ -135,6 +135,7 @@ class Row:
     eof: float
     time: float
     lost_before: int
+    generation: int = 0  # of the rows it was placed among (a retake makes a new one)
 
 
 class FrameFile:
@@ -336,8 +337,11 @@ class FrameWriter:
         on_progress: Callable[[int, int], None],
         on_row: Callable[[Row, np.ndarray], None] | None = None,
         name: str = "camera",
+        stale: Callable[[Row], bool] | None = None,
     ):
         self.file = file
+        self._stale = stale  # a row dropped while it waited (its point was taken again)
+        self.first_unwritten: int | None = None  # the lowest row a failure left unwritten
         self._queue = queue
         self._on_progress = on_progress
         self._on_row = on_row
@@ -459,8 +463,11 @@ class FrameWriter:
         self.flushed = self.processed
 
     def _write(self, row: Row, pixels: np.ndarray) -> None:
+        if self._stale is not None and self._stale(row):
+            return  # counted lost by the session when it dropped the row; never written
         if self.error is not None:
-            return  # counted lost by the session
+            self._not_written(row)  # counted lost by the session
+            return
         self._unchecked += pixels.nbytes
         if self._unchecked >= self._stop_below // 4:  # stop before the disk is full
             self._unchecked = 0
@@ -468,11 +475,13 @@ class FrameWriter:
                 self._fail(DiskError(f"the disk is nearly full (writing stops with "
                                      f"{self._stop_below / 2**20:.0f} MiB left, so the file "
                                      "closes cleanly)"))  # fmt: skip
+                self._not_written(row)
                 return
         try:
             chunk = self.file.chunk(pixels, self._helper)
         except RuntimeError as error:
             self._fail(error)
+            self._not_written(row)
             return
         # the row's own work (a step point's mean and max) runs on the helper while this
         # thread writes: both release the GIL
@@ -483,12 +492,17 @@ class FrameWriter:
             self.file.write(row, pixels, chunk)
         except (OSError, RuntimeError) as error:
             self._fail(error)
+            self._not_written(row)
             return
         finally:
             if beside is not None:
                 beside.result()
         if self._on_row is not None and beside is None:
             self._on_row(row, pixels)
+
+    def _not_written(self, row: Row) -> None:
+        if self.first_unwritten is None or row.row < self.first_unwritten:
+            self.first_unwritten = row.row
 
     def _fail(self, error: BaseException) -> None:
         full = isinstance(error, OSError) and error.errno == errno.ENOSPC

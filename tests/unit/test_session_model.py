@@ -274,7 +274,11 @@ class RunEngineModel(RuleBasedStateMachine):
         self.kicked = True
         self.completed = False
 
-    @precondition(lambda self: self.kicked and self.completing is None and not self.paused)
+    @precondition(
+        lambda self: (
+            self.kicked and self.completing is None and not self.completed and not self.paused
+        )
+    )
     @rule()
     def complete(self) -> None:
         self.completing = self.status()
