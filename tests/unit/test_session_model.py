@@ -104,6 +104,9 @@ class RunEngineModel(RuleBasedStateMachine):
         self.taken: list | None = None  # a point read (its Datum taken), not yet saved
         self.kicked = False  # a fly scan kicked off and not yet completed and collected
         self.completing: Done | None = None
+        # statuses of waits a pause interrupted: bluesky waits on them again after the
+        # resume, beside the replayed ones, so they must end with those
+        self.interrupted: list[Done] = []
         self.completed = False
         self.held = False  # the camera holds back its next frame
         self.filled = False  # the disk has been full (a write may have failed since)
@@ -179,6 +182,11 @@ class RunEngineModel(RuleBasedStateMachine):
         self.release_all()
         self.after_end()
 
+    def wait_interrupted(self) -> None:
+        for done in self.interrupted:
+            assert done.ended.wait(DEADLINE), "an interrupted wait's status never ended"
+        self.interrupted.clear()
+
     def after_end(self) -> None:
         for path, (_, session) in self.sessions.items():
             if session.closed:
@@ -239,6 +247,7 @@ class RunEngineModel(RuleBasedStateMachine):
         assert self.point is not None
         error = self.wait(self.point)
         self.point = None
+        self.wait_interrupted()
         if error is None:
             step = self.c.step
             assert step is not None
@@ -290,6 +299,7 @@ class RunEngineModel(RuleBasedStateMachine):
         assert self.completing is not None
         self.wait(self.completing)
         self.completing = None
+        self.wait_interrupted()
         self.completed = True
 
     @precondition(lambda self: self.kicked and not self.paused)
@@ -320,6 +330,7 @@ class RunEngineModel(RuleBasedStateMachine):
         self.paused = False
         if self.point is not None:
             # the interrupted trigger: bluesky waits on it again, and triggers anew
+            self.interrupted.append(self.point)
             self.point = None
         if self.kicked:
             # bp.fly has no checkpoint after open_run: kickoff and complete again
@@ -329,6 +340,8 @@ class RunEngineModel(RuleBasedStateMachine):
             error = self.wait(again)
             assert error is None or self.c.fly is None or self.c.fly.error is not None, error
             if self.completing is not None or self.completed:
+                if self.completing is not None:
+                    self.interrupted.append(self.completing)
                 self.completing = self.status()
                 self.completed = False
                 self.c.complete(self.completing)
@@ -518,3 +531,112 @@ def test_found_a_retaken_point_then_a_pause_keeps_both_points(disk):
     play("open_run", "stage", "trigger:fate=None", "wait_for_point", "save",
          "trigger:fate=None", "pause", "resume", "trigger:fate=drop", "wait_for_point",
          "save", "disk:state=slow", "pause", "disk:state=full")  # fmt: skip
+
+
+def test_found_frames_of_a_retaken_point_are_counted_once(disk):
+    """The retake failed: the first take's rows, never overwritten, were kept apart in
+    the file and counted lost as retaken too."""
+    play("open_run", "stage", "trigger:fate=drop", "wait_for_point", "pause", "resume",
+         "trigger:fate=fail", "wait_for_point")  # fmt: skip
+
+
+def test_found_a_kickoff_replayed_after_the_last_frame_joins_the_scan(disk):
+    """Paused once every frame was in: the replayed kickoff started a second scan,
+    closing the first with its frames unreferenced."""
+    play("open_run", "kickoff:frames=3,fate=None", "pause", "resume", "complete",
+         "wait_for_complete", "collect", "close_run")  # fmt: skip
+
+
+def test_found_a_pause_while_a_stall_stops_the_camera_waits_for_it(disk):
+    play("open_run", "kickoff:frames=1,fate=hold", "stall", "pause", "resume")
+
+
+def test_found_complete_after_a_failed_collected_fly_fails_with_its_error(disk):
+    """It raised 'complete() without a kickoff()', leaving the status never ended."""
+    play("open_run", "kickoff:frames=1,fate=lost", "collect", "complete", "wait_for_complete")
+
+
+class HeldDisk:
+    """Writes wait at a gate (a disk that stalls); ``refuse(row)``: the disk is full
+    when that row comes."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.gate = threading.Event()
+        self.gate.set()
+        self.refuse = lambda row: False
+        original = FrameFile.write
+
+        def write(file, row, pixels, chunk):
+            assert self.gate.wait(DEADLINE), "the disk never came back"
+            if self.refuse(row):
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return original(file, row, pixels, chunk)
+
+        monkeypatch.setattr(FrameFile, "write", write)
+
+
+def interrupted_while_queued(monkeypatch, tmp_path, full: bool):
+    """Point 1's frames wait for a stalled disk when a pause interrupts it; after the
+    resume the RunEngine takes it again; then the disk comes back -- full, if ``full``,
+    once the retake's frames come (numbered from 1 again: the pause stopped the camera)
+    after whatever else was queued."""
+    held = HeldDisk(monkeypatch)
+    fake = FakeBackend(period_s=0.001)
+    core = Core(fake, tmp_path)
+    c = core.controller
+    run = core.run = FakeRun(str(uuid.uuid4()))
+    c.stage(STEP)
+    first = Done()
+    c.trigger(STEP, first)
+    assert first.outcome() is None
+    step = c.step
+    assert step is not None
+    run.emit(list(step.docs.take()))
+    held.gate.clear()
+    interrupted = Done()
+    c.trigger(STEP, interrupted)
+    deadline = time.monotonic() + DEADLINE
+    while step.writer.submitted < 2 * FPP:  # point 1's frames are queued
+        assert time.monotonic() < deadline, "point 1's frames never came"
+        threading.Event().wait(0.002)
+    c.pause()
+    c.resume()
+    retake = Done()
+    c.trigger(STEP, retake)
+    if full:
+        held.refuse = lambda row: row.row >= FPP and row.number <= FPP
+    held.gate.set()
+    return core, step, interrupted, retake
+
+
+def test_found_a_retaken_point_reports_its_own_frames_not_the_interrupted_ones(
+    monkeypatch, tmp_path
+):
+    core, step, interrupted, retake = interrupted_while_queued(monkeypatch, tmp_path, False)
+    try:
+        assert retake.outcome() is None and interrupted.outcome() is None
+        own = [int(n) for n in step.ledger.numbers[FPP:]]  # the stamp is the frame number
+        rows, columns = STEP.image_shape
+        assert step.last_point is not None
+        assert step.last_point.mean == pytest.approx(sum(own) / (rows * columns * FPP))
+        assert step.last_point.max == max(own)
+    finally:
+        core.controller.close()
+
+
+def test_found_a_retake_the_disk_refused_is_counted_not_taken_for_written(monkeypatch, tmp_path):
+    core, step, interrupted, retake = interrupted_while_queued(monkeypatch, tmp_path, True)
+    try:
+        assert isinstance(retake.outcome(), DiskError)
+        assert isinstance(interrupted.outcome(), DiskError)  # it ends with its retake
+        core.run.end()
+        with h5py.File(step.path, "r") as f:
+            rows = f[DATA_PATH].shape[0]
+            unreferenced = f[UNREFERENCED_PATH].shape[0] if UNREFERENCED_PATH in f else 0
+            lost = json.loads(f["entry"].attrs["lost_frames"])
+        assert rows == FPP and unreferenced == 0  # point 0 only: the run's one Datum
+        # the interrupted point's frames, and the retake's the disk refused: counted
+        assert sum(lost.values()) == 2 * FPP
+        assert step.ledger.received == rows + sum(lost.values())
+    finally:
+        core.controller.close()
