@@ -156,6 +156,14 @@ class CameraError(RuntimeError):
 
 @runtime_checkable
 class CameraBackend(Protocol):
+    """What the acquisition layer needs of a camera, and all it may ask of one.
+
+    :class:`PyvcamBackend` implements it on the vendor's pyvcam (the real camera or the
+    simulated SDK), :class:`~ophyd_pvcam.testing.FakeBackend` in pure Python for unit
+    tests.  Only the owner thread calls it (docs/decisions/0006), so an implementation
+    need not be thread-safe; ``capabilities`` is read once, when the camera is opened.
+    """
+
     capabilities: Capabilities
 
     def apply(self, setup: CameraSetup) -> None:
