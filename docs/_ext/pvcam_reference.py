@@ -19,6 +19,8 @@ by git and excluded from the build as pages of their own); the hand-written page
   :func:`~ophyd_pvcam.sim.inject_fault`).
 - ``phases-step.md``, ``phases-fly.md``: the session tables,
   :func:`ophyd_pvcam.acquisition.as_markdown`.
+- ``layers.md``: the layers contract in ``pyproject.toml`` that import-linter enforces,
+  with each package's own summary.
 
 A file is rewritten only when its text changes, so an unchanged build stays incremental.
 """
@@ -28,6 +30,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import inspect
+import os
 import re
 import tempfile
 from collections.abc import Callable, Iterable
@@ -105,7 +108,7 @@ def _setting_docs(caps, defaults) -> dict[str, SettingDoc]:
     )
 
     def names(options: Iterable[str]) -> str:
-        return ", ".join(repr(name) for name in options)
+        return ", ".join(f"`{name!r}`" for name in options)
 
     def choice(options: dict[str, int] | Iterable[str], meaning: str) -> SettingDoc:
         return SettingDoc("", meaning, names(options), accept=list(options), refuse=["nothing"])
@@ -114,14 +117,14 @@ def _setting_docs(caps, defaults) -> dict[str, SettingDoc]:
         "exposure_time": SettingDoc(
             "s",
             "How long each frame is exposed.",
-            f"more than 0 and at most {caps.max_exposure_s:g}, in steps of 1 us",
+            f"more than 0 and at most {caps.max_exposure_s:g}, in steps of 1 µs",
             accept=[1e-6, caps.max_exposure_s],
             refuse=[0, 4e-7, caps.max_exposure_s * 1.001, float("nan")],
         ),
         "roi": SettingDoc(
             "unbinned pixels",
             "The region of the sensor read out: (x, y, width, height).",
-            f"x, y >= 0; width, height >= 1; x + width <= {width}, y + height <= {height}; "
+            f"x, y ≥ 0; width, height ≥ 1; x + width ≤ {width}, y + height ≤ {height}; "
             "width and height multiples of the binning",
             accept=[(0, 0, width, height), (width - 1, height - 1, 1, 1)],
             refuse=[(1, 0, width, height), (0, 0, 0, 1), (0, 0, width, height + 1)],
@@ -263,21 +266,32 @@ def settings_markdown() -> tuple[str, str]:
             check = cam._checks.check  # the device's own check, as a put() makes it
             for name in names:
                 _probe(check, name, docs[name])
-            rows = []
+            rows, sections = [], []
             for name in names:
                 doc = docs[name]
-                rows.append(
-                    [
-                        f"`{name}`",
-                        doc.unit,
-                        code(getattr(defaults, name)),
-                        doc.allowed,
-                        "yes" if name in FREE_WHILE_ACQUIRING else "no",
-                        doc.meaning,
-                    ]
-                )
-            settings = table(
-                ["setting", "unit", "default", "allowed", "while acquiring", "what it is"], rows
+                default = code(getattr(defaults, name))
+                free = "yes" if name in FREE_WHILE_ACQUIRING else "no"
+                rows.append([f"[`{name}`](setting-{name})", doc.unit, default, free])
+                sections += [
+                    f"(setting-{name})=",
+                    f"### {name}",
+                    "",
+                    doc.meaning,
+                    "",
+                    f"**Unit:** {doc.unit or 'none'} · **default:** {default} · **while "
+                    f"acquiring:** {'may change' if free == 'yes' else 'refused'}",
+                    "",
+                    f"**Allowed:** {cell(doc.allowed)}",
+                    "",
+                ]
+            settings = "\n".join(
+                [
+                    table(["setting", "unit", "default", "may change while acquiring"], rows),
+                    "",
+                    "## Each setting",
+                    "",
+                    *sections,
+                ]
             )
             signals = []
             for name in cam.component_names:
@@ -316,8 +330,8 @@ def _options(parser: argparse.ArgumentParser) -> str:
         else:
             usage = f"`{formatter._metavar_formatter(action, action.dest)(1)[0]}`"
         text = formatter._expand_help(action) if action.help else ""
-        if action.choices and not isinstance(action, argparse._SubParsersAction):
-            text += " Choices: " + ", ".join(f"`{c}`" for c in action.choices) + "."
+        if action.choices and action.metavar is not None:  # the usage does not show them
+            text = text.rstrip(".") + ". Choices: " + ", ".join(f"`{c}`" for c in action.choices)
         default = (
             code(action.default)
             if action.default not in (None, False, argparse.SUPPRESS) and action.option_strings
@@ -334,9 +348,20 @@ def cli_markdown() -> str:
     from ophyd_pvcam.cli._app import build_parser
     from ophyd_pvcam.cli._errors import EXIT_CODES
 
-    parser = build_parser()
+    columns = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = "64"  # argparse wraps to the terminal: the page's width, every build
+    try:
+        return _cli_markdown(build_parser(), EXIT_CODES)
+    finally:
+        if columns is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = columns
+
+
+def _cli_markdown(parser: argparse.ArgumentParser, exit_codes) -> str:
     out = [
-        "## `ophyd-pvcam`",
+        "## ophyd-pvcam",
         "",
         cell(parser.description or ""),
         "",
@@ -352,7 +377,7 @@ def cli_markdown() -> str:
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     summaries = {a.dest: a.help for a in sub._choices_actions}
     for name, command in sub.choices.items():
-        out += [f"## `ophyd-pvcam {name}`", ""]
+        out += [f"## ophyd-pvcam {name}", ""]
         summary = summaries.get(name) or ""
         out += [cell(summary[:1].upper() + summary[1:]) + ("." if summary else ""), ""]
         if command.description and command.description != summary:
@@ -367,7 +392,7 @@ def cli_markdown() -> str:
         "Every expected failure is one line on stderr, `ophyd-pvcam: error: ...`, and one of "
         "these codes:",
         "",
-        table(["code", "meaning", "when"], ([str(c), s, w] for c, (s, w) in EXIT_CODES.items())),
+        table(["code", "meaning", "when"], ([str(c), s, w] for c, (s, w) in exit_codes.items())),
         "",
     ]
     return "\n".join(out)
@@ -432,6 +457,34 @@ def faults_markdown() -> str:
     )
 
 
+# ---- layers -------------------------------------------------------------------------
+
+
+def layers_markdown(pyproject: Path = GENERATED.parent.parent / "pyproject.toml") -> str:
+    """The layers contract import-linter enforces (``pyproject.toml``), top first, each
+    package with the first sentence of its own docstring."""
+    import importlib
+    import tomllib
+
+    contracts = tomllib.loads(pyproject.read_text())["tool"]["importlinter"]["contracts"]
+    layers = next(c for c in contracts if c["type"] == "layers")["layers"]
+    rows = []
+    for layer in layers:
+        for name in (part.strip() for part in layer.split("|")):
+            module = importlib.import_module(f"ophyd_pvcam.{name}")
+            doc = inspect.cleandoc(module.__doc__ or "")
+            first = re.split(r"(?<=\.)\s", " ".join(doc.split("\n\n")[0].split()), maxsplit=1)
+            siblings = [p.strip() for p in layer.split("|") if p.strip() != name]
+            rows.append(
+                [
+                    f"`{name}`",
+                    ", ".join(f"`{s}`" for s in siblings),
+                    rst_to_md(first[0]).rstrip("."),
+                ]
+            )
+    return table(["layer (top first)", "beside it, not imported", "what it is"], rows)
+
+
 # ---- the extension ------------------------------------------------------------------
 
 
@@ -447,6 +500,7 @@ def generate() -> dict[str, str]:
         "faults.md": faults_markdown(),
         "phases-step.md": as_markdown("step") + "\n",
         "phases-fly.md": as_markdown("fly") + "\n",
+        "layers.md": layers_markdown() + "\n",
     }
 
 
