@@ -32,6 +32,8 @@ class ConfigError(ValueError):
 
 
 def config_path() -> Path:
+    """The config file: ``OPHYD_PVCAM_CONFIG`` if set, else ``config.toml`` in the
+    per-user config folder.  It need not exist."""
     override = os.environ.get(ENV_CONFIG)
     if override:
         return Path(override).expanduser()
@@ -51,6 +53,8 @@ def _read(path: Path, mtime: float) -> dict[str, Any]:
 
 
 def file_settings() -> dict[str, Any]:
+    """Everything the config file holds (empty if there is none); read again only when
+    the file changes.  Raises :class:`ConfigError` if it cannot be read."""
     path = config_path()
     if not path.is_file():
         return {}

@@ -84,7 +84,7 @@ class FrameLedger:
     """Decides, frame by frame, which row of the file each frame takes.
 
     ``target``: the last frame number wanted (fly scans; 0: until stopped).
-    ``batched``: frames are kept only when a :class:`Request` asks for them (step
+    ``batched``: frames are kept only when a ``Request`` asks for them (step
     scans); ``frames_per_point`` rows make one point.  ``by_trigger``: frames answer
     the request their software trigger was sent for.
     """

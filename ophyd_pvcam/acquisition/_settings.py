@@ -120,7 +120,7 @@ def _number(name: str, value, low: float, high: float, unit: str) -> float:
 
 
 class SettingsChecker:
-    """Validates settings for one camera's :class:`Capabilities`."""
+    """Validates settings for one camera's :class:`~ophyd_pvcam.hardware.Capabilities`."""
 
     def __init__(self, capabilities: Capabilities):
         self.caps = capabilities

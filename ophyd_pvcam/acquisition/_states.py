@@ -34,17 +34,23 @@ log = logging.getLogger(__name__)
 
 
 class Phase(Enum):
-    READY = "ready"  # the file is open, nothing is due (step: between points)
-    ACQUIRING = "acquiring"  # step: a trigger waits for its point's frames
-    STARTING = "starting"  # fly: kicked off, the camera not yet running
-    STREAMING = "streaming"  # fly: the camera runs (or restarts after a pause)
-    PAUSED = "paused"  # the RunEngine paused: the camera is stopped, the file stays open
-    DRAINED = "drained"  # fly: the camera stopped for good, every frame it gave on disk
-    FAILED = "failed"  # a failure is known: the camera stops, what waits fails with it
-    CLOSED = "closed"  # the file is closed with exactly the rows the run references
+    """Where a session is.  Step sessions use ready, acquiring, paused, failed and
+    closed; fly sessions ready, starting, streaming, paused, drained, failed and closed."""
+
+    READY = "ready"  #: the file is open, nothing is due (step: between points)
+    ACQUIRING = "acquiring"  #: step: a trigger waits for its point's frames
+    STARTING = "starting"  #: fly: kicked off, the camera not yet running
+    STREAMING = "streaming"  #: fly: the camera runs (or restarts after a pause)
+    PAUSED = "paused"  #: the RunEngine paused: the camera is stopped, the file stays open
+    DRAINED = "drained"  #: fly: the camera stopped for good, every frame it gave on disk
+    FAILED = "failed"  #: a failure is known: the camera stops, what waits fails with it
+    CLOSED = "closed"  #: the file is closed with exactly the rows the run references
 
 
 class Call(Enum):
+    """Everything that can happen to a session: the RunEngine's calls, then the events
+    of the camera, the disk and the watchdog."""
+
     # the RunEngine's thread
     TRIGGER = "trigger"
     KICKOFF = "kickoff"
@@ -52,26 +58,30 @@ class Call(Enum):
     COLLECT = "collect"
     PAUSE = "pause"
     RESUME = "resume"
-    STOP = "stop"  # stop(), an abort: the camera stops now, what waits fails
-    CLOSE = "close"  # unstage, the run's end, the last collect, the device closed
+    STOP = "stop"  #: stop(), an abort: the camera stops now, what waits fails
+    CLOSE = "close"  #: unstage, the run's end, the last collect, the device closed
     # the camera's (owner thread), the disk's (writer thread), the watchdog's
-    STARTED = "started"  # the camera runs
-    POINT_DONE = "point done"  # a step point's frames are on disk
-    # the camera stopped (any reason); also sent by a fly scan's resume that finds its
-    # frames all in (the last came as the pause did): nothing is left to restart
+    STARTED = "started"  #: the camera runs
+    POINT_DONE = "point done"  #: a step point's frames are on disk
+    #: the camera stopped (any reason); also sent by a fly scan's resume that finds
+    #: its frames all in (the last came as the pause did): nothing is left to restart
     STREAM_ENDED = "stream ended"
-    FAULT = "fault"  # readout failure, disconnect, stall, full disk
+    FAULT = "fault"  #: readout failure, disconnect, stall, full disk
 
 
 class Verdict(Enum):
-    DO = "do"
-    JOIN = "join"
-    IGNORE = "ignore"
-    REFUSE = "refuse"
+    """What a call does in a phase."""
+
+    DO = "do"  #: the call acts; the session is then in the rule's ``then``
+    JOIN = "join"  #: the work is under way (a replayed kickoff): finish with it
+    IGNORE = "ignore"  #: nothing to do in this phase (the first failure wins)
+    REFUSE = "refuse"  #: the call fails at once, saying the rule's ``why``
 
 
 @dataclass(frozen=True)
 class Rule:
+    """One cell of a table: what a call does in a phase, and the phase it leaves."""
+
     verdict: Verdict
     then: Phase
     why: str = ""  # for REFUSE: the error's text; otherwise what the call does

@@ -46,6 +46,7 @@ class StallMonitor:
             return self._token
 
     def feed(self) -> None:
+        """A frame arrived: the time without frames starts again from now."""
         self._last = time.monotonic()
 
     def set_timeout(self, timeout: float) -> None:

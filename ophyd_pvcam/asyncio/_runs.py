@@ -30,7 +30,7 @@ class EngineRun:
     A step session asks how many of its points the run emitted, naming its own
     Resource (which this face never emits); the answer is the points covered by the
     StreamDatums of the image StreamResource this face made for that session's file
-    (:attr:`image_resource`, set when it is composed)."""
+    (``image_resource``, set when it is composed)."""
 
     def __init__(self, engine: Any, uid: str | None):
         self.engine = engine

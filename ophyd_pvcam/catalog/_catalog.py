@@ -63,6 +63,8 @@ class RunNotFound(KeyError):
 
 
 def is_server_uri(location: str | os.PathLike | None) -> bool:
+    """Whether a catalog location names a tiled server (an http or https URI) rather
+    than a folder on this machine; None, the default location, is a folder."""
     return str(location or "").startswith(("http://", "https://"))
 
 

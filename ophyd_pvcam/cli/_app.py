@@ -25,6 +25,7 @@ from ._errors import (
     EXIT_ACQUISITION,
     EXIT_CAMERA,
     EXIT_CATALOG,
+    EXIT_CODES,
     EXIT_OK,
     EXIT_USAGE,
     CliError,
@@ -47,8 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ophyd-pvcam",
         description="A PVCAM camera (Prime BSI) for Bluesky: acquire, look, inspect runs, "
         "probe stalls.",
-        epilog="Exit codes: 0 ok, 1 acquisition failed, 2 bad arguments or settings, "
-        "3 no usable camera, 4 catalog or run not found.",
+        epilog="Exit codes: "
+        + ", ".join(f"{code} {name}" for code, (name, _) in EXIT_CODES.items())
+        + ".",
     )
     parser.add_argument(
         "--catalog",

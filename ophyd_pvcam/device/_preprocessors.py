@@ -49,7 +49,7 @@ class StallGuard:
     plan exactly once, by one of two ways:
 
     - the plan waits on the camera (a trigger, a complete): its status fails with
-      :class:`FrameStallError`, and the guard re-raises that error in place of
+      :class:`~ophyd_pvcam.errors.FrameStallError`, and the guard re-raises that error in place of
       bluesky's generic ``FailedStatus``.  These waits are left to the RunEngine,
       so its progress bars are drawn;
     - the plan sleeps, or waits on other devices, while a camera acquires: the guard

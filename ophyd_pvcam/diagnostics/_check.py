@@ -53,6 +53,11 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class FirstDayCheck:
+    """One run of the first-day check on an entered ``Bench``: ``run()`` makes every
+    check (identity, rates, triggers, streams, scans, temperature), saying each row as
+    it comes and handing the report so far to ``update``; the rows end up in
+    ``checks``."""
+
     bench: Bench  # entered
     options: CheckOptions = field(default_factory=CheckOptions)
     say: Callable[[str], None] = print

@@ -17,6 +17,10 @@ from ._figures import FAIL_COLOR, PASS_COLOR, WARN_COLOR, finish, panel, pyplot
 
 
 def check_figure(report: dict[str, Any], path: Path) -> Path:
+    """Draw a first-day check report (the dict that
+    ``ophyd-pvcam check --json`` saves) as
+    one picture at ``path``: rates, streams, triggers and scans as panels, every check
+    in a table, the verdict in the title.  Returns ``path``."""
     plt = pyplot()
     figure = plt.figure(figsize=(11.7, 16.5))  # A4 portrait, twice: readable on a screen
     grid = figure.add_gridspec(3, 2, height_ratios=[1, 1, 1.45], hspace=0.32, wspace=0.25)

@@ -18,6 +18,9 @@ WORDS = {"pass": "PASS", "fail": "FAIL", "warn": "NOTE"}  # a note is reported, 
 
 @dataclass
 class CheckOptions:
+    """How much the first-day check measures, and what it accepts (the command line's
+    options; the defaults take a few minutes on a Prime BSI)."""
+
     rate_seconds: float = 1.0  # of full frames per readout mode
     rate_tolerance: float = 0.05  # measured rate within 5 % of 1 / readout time
     triggers: int = 20

@@ -67,6 +67,9 @@ STRATEGIES = (
 
 @dataclass(frozen=True)
 class SdkResult:
+    """One stream straight on the SDK (``run_strategy``): the frames a strategy got
+    of those asked for, with a given circular buffer, and whether they stopped."""
+
     strategy: str
     buffer_frames: int
     delivered: int
@@ -118,6 +121,9 @@ def run_strategy(
 
 @dataclass
 class ProbeOptions:
+    """What the probe tries: the fly scans' buffers, exposures and ports, the doctor's
+    SDK experiments, and the limits its frame- and byte-limit streams must pass."""
+
     buffers: Sequence[int] = (8, 16, 32)
     exposures: Sequence[float] = (0.002,)
     ports: Sequence[str] | None = None

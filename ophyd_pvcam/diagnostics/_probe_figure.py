@@ -40,6 +40,9 @@ def _delivered_by_buffer(axes, title: str, target: int, *, legend: str) -> None:
 
 
 def probe_figure(report: dict[str, Any], path: Path) -> Path:
+    """Draw a probe report (the dict that ``ophyd-pvcam probe --json``
+    saves) as one picture
+    at ``path``, a panel per stage of the probe.  Returns ``path``."""
     plt = pyplot()
     figure = plt.figure(figsize=(17, 10))
     grid = figure.add_gridspec(3, 4, height_ratios=[1, 0.62, 0.5], hspace=0.42, wspace=0.3)

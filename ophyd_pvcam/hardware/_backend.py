@@ -21,6 +21,8 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Gain:
+    """A gain of a readout speed: PVCAM's index, its name, and the bit depth it gives."""
+
     index: int
     name: str
     bit_depth: int
@@ -28,6 +30,9 @@ class Gain:
 
 @dataclass(frozen=True)
 class Speed:
+    """A readout speed of a port: its index on the port, its name, the time per pixel
+    and the gains it offers."""
+
     index: int
     name: str
     pixel_time_ns: int
@@ -36,6 +41,8 @@ class Speed:
 
 @dataclass(frozen=True)
 class Port:
+    """A readout port: its name, PVCAM's value for it and the speeds it offers."""
+
     name: str
     value: int
     speeds: tuple[Speed, ...]
@@ -121,6 +128,9 @@ class CameraSetup:
 
 @dataclass(frozen=True)
 class StreamSpec:
+    """How the camera is to run when it starts: the timing mode, the frames (a
+    sequence's length; 0 when continuous) and its circular buffer in frames."""
+
     mode: Mode
     frames: int  # a sequence's length; 0 for continuous acquisitions
     buffer_frames: int  # the camera's circular buffer, in frames
@@ -156,6 +166,14 @@ class CameraError(RuntimeError):
 
 @runtime_checkable
 class CameraBackend(Protocol):
+    """What the acquisition layer needs of a camera, and all it may ask of one.
+
+    :class:`PyvcamBackend` implements it on the vendor's pyvcam (the real camera or the
+    simulated SDK), :class:`~ophyd_pvcam.testing.FakeBackend` in pure Python for unit
+    tests.  Only the owner thread calls it (docs/decisions/0006), so an implementation
+    need not be thread-safe; ``capabilities`` is read once, when the camera is opened.
+    """
+
     capabilities: Capabilities
 
     def apply(self, setup: CameraSetup) -> None:

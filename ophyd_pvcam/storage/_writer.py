@@ -326,8 +326,8 @@ class FrameWriter:
     :meth:`flush_soon`.  ``on_progress(processed, flushed)`` (called from this thread)
     reports how many submitted frames are written, and how many of those are flushed:
     a step point is done when its last frame is flushed.  A failed write (a full disk)
-    becomes :attr:`error`, a :class:`DiskError` naming the folder and its free space;
-    frames after it are released unwritten (the session counts them lost).
+    becomes ``error``, a :class:`~ophyd_pvcam.errors.DiskError` naming the folder and its
+    free space; frames after it are released unwritten (the session counts them lost).
     """
 
     def __init__(
