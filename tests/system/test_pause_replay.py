@@ -37,7 +37,7 @@ from ophyd_pvcam.testing import FakeBackend, fake_frame_number
 
 DEADLINE = 20.0
 POINTS = 4
-FLY_FRAMES = 40
+FLY_FRAMES = 30
 PLANS = {"count": 1, "scan": 3, "fly": 1, "fly_during": 1}  # frames per point
 WINDOWS = ["exposure", "readout", "between"]
 HOWS = ["pause", "suspender"]

@@ -486,7 +486,7 @@ def test_the_decision_record_shows_the_tables_the_code_has():
 
 
 RunEngineModel.TestCase.settings = hsettings(
-    max_examples=int(os.environ.get("MODEL_EXAMPLES", "2000")),
+    max_examples=int(os.environ.get("MODEL_EXAMPLES", "1000")),
     phases=[Phase.explicit, Phase.reuse, Phase.generate]
     + ([Phase.shrink] if os.environ.get("MODEL_SHRINK", "1") == "1" else []),
     stateful_step_count=25,
