@@ -640,3 +640,37 @@ def test_found_a_retake_the_disk_refused_is_counted_not_taken_for_written(monkey
         assert step.ledger.received == rows + sum(lost.values())
     finally:
         core.controller.close()
+
+
+# ---- the defects issue 19 reported, as sequences of the model ----------------------------
+
+
+def test_issue_a_pause_during_an_exposure_resumes_and_the_run_ends_well(disk):
+    """RE.resume() raised 'cam: the run ended'; frame times ran back after it."""
+    play("open_run", "stage", "trigger:fate=None", "wait_for_point", "save",
+         "trigger:fate=hold", "pause", "resume", "trigger:fate=None", "wait_for_point",
+         "save", "close_run", "unstage")  # fmt: skip
+
+
+def test_issue_a_pause_between_read_and_save_keeps_rows_and_events_equal(disk):
+    """The file kept the point read but never saved: 422, cannot reshape (21, ...)."""
+    play("open_run", "stage", "trigger:fate=None", "wait_for_point", "pause", "resume",
+         "trigger:fate=None", "wait_for_point", "save", "close_run", "unstage")  # fmt: skip
+
+
+def test_issue_an_abort_during_an_exposure_ends_every_status(disk):
+    play("open_run", "stage", "trigger:fate=None", "wait_for_point", "save",
+         "trigger:fate=hold", "abort")  # fmt: skip
+
+
+def test_issue_a_paused_fly_scan_resumes_in_the_same_run(disk):
+    """It could not be resumed ('stopped by a pause'), and miscounted its frames."""
+    play("open_run", "kickoff:frames=12,fate=hold", "complete", "pause", "resume",
+         "wait_for_complete", "collect", "close_run")  # fmt: skip
+
+
+def test_issue_a_full_disk_fails_the_fly_and_the_file_replays(disk):
+    play("open_run", "disk:state=full", "kickoff:frames=6,fate=None", "complete",
+         "wait_for_complete", "collect", "close_run", "disk:state=has room",
+         "open_run", "kickoff:frames=3,fate=None", "complete", "wait_for_complete",
+         "collect", "close_run")  # fmt: skip
