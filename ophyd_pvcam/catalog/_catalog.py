@@ -212,16 +212,61 @@ def _prepare(folder: Path) -> _FileLock:
     database = folder / DATABASE
     with lock.held(WRITE_LOCK_TIMEOUT_S):
         if not _is_initialised(database):
-            from tiled.catalog import from_uri
-
             log.info("Creating the catalog in %s", folder)
+            # made under another name and renamed into place: a process that looks
+            # before taking the lock sees no database or a whole one, never a half
+            draft = folder / f".{DATABASE}.{os.getpid()}.new"
             try:
-                from_uri(f"sqlite:///{database}", init_if_not_exists=True)  # ~2.5 s
+                _initialise(draft)
+                draft.replace(database)
             except Exception as error:
                 raise CatalogError(f"cannot create the catalog in {folder}: {error}") from None
+            finally:
+                draft.unlink(missing_ok=True)
         _use_wal(database)
         _use_wal(folder / TABLES, adbc=True)
     return lock
+
+
+def _initialise(database: Path) -> None:
+    """Create tiled's tables in a new SQLite file and stamp their schema revision.
+
+    This is what ``tiled catalog init`` does.  tiled's ``from_uri(init_if_not_exists=True)``
+    runs that command in a new Python process (about 3 s, most of it importing tiled
+    again); here it runs in this process, on a thread of its own because both steps run
+    an event loop of their own (alembic's migration environment calls ``asyncio.run``)
+    and the caller may be inside one.  The caller holds the catalog's lock.
+    """
+    import asyncio
+
+    from sqlalchemy.ext.asyncio import create_async_engine
+    from tiled.alembic_utils import stamp_head
+    from tiled.catalog.alembic_constants import ALEMBIC_DIR, ALEMBIC_INI_TEMPLATE_PATH
+    from tiled.catalog.core import initialize_database
+
+    uri = f"sqlite+aiosqlite:///{database}"
+
+    async def create_tables() -> None:
+        engine = create_async_engine(uri)
+        try:
+            await initialize_database(engine)
+        finally:
+            await engine.dispose()
+
+    failure: list[BaseException] = []
+
+    def initialise() -> None:
+        try:
+            asyncio.run(create_tables())
+            stamp_head(ALEMBIC_INI_TEMPLATE_PATH, ALEMBIC_DIR, uri)
+        except BaseException as error:  # handed to the caller's thread
+            failure.append(error)
+
+    worker = threading.Thread(target=initialise, name="catalog-init")
+    worker.start()
+    worker.join()
+    if failure:
+        raise failure[0]
 
 
 def _tune_sqlite(adapter: Any) -> None:

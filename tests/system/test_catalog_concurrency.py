@@ -33,7 +33,7 @@ cam.roi.set((0, 0, 64, 32)).wait(5)
 cam.exposure_time.set(0.002).wait(5)
 cam.num_frames.set(20).wait(5)
 uids = []
-for i in range(10):
+for i in range(int(sys.argv[3])):
     uids.extend(RE(bp.fly([cam]) if i % 2 else bp.count([cam], num=3)))
 cam.close()
 print(json.dumps(uids))
@@ -85,16 +85,22 @@ def test_two_processes_create_one_catalog_at_once(tmp_path):
     assert sorted(open_catalog(tmp_path / "catalog")) == sorted(uids)
 
 
-def test_three_processes_write_ten_runs_each_and_every_run_reads_back(tmp_path):
+RUNS_EACH = 6  # counts and fly scans in turn, each a few catalog writes
+
+
+def test_three_processes_write_six_runs_each_and_every_run_reads_back(tmp_path):
     env = cli_env(tmp_path / "data", PYTHONPATH=_pythonpath())
     catalog = tmp_path / "catalog"  # created by whichever writer gets there first
     sim = {**env, "OPHYD_PVCAM_SIM": "1"}
-    writers = [start_python(WRITER, catalog, tmp_path / f"frames{n}", env=sim) for n in range(3)]
+    writers = [
+        start_python(WRITER, catalog, tmp_path / f"frames{n}", RUNS_EACH, env=sim) for n in range(3)
+    ]
     uids = [uid for writer in writers for uid in _finish(writer, 300)]
-    assert len(set(uids)) == 30
+    assert len(set(uids)) == 3 * RUNS_EACH
     report = _finish(start_python(READER, catalog, json.dumps(uids), env=env), 300)
     assert all(r["same"] and r["exit"] == "success" for r in report), report
-    assert sorted(r["frames"] for r in report) == [3] * 15 + [20] * 15
+    half = 3 * RUNS_EACH // 2
+    assert sorted(r["frames"] for r in report) == [3] * half + [20] * half
 
 
 def _pythonpath() -> str:
