@@ -106,7 +106,8 @@ def matches(expected: str, actual: str) -> str | None:
 
 
 RUNNER = r"""
-import json, sys, traceback
+import json, sys, time, traceback
+started = time.monotonic()
 from ophyd_pvcam.cli import main
 
 blocks = json.load(open(sys.argv[1]))
@@ -130,6 +131,8 @@ for block in blocks:
         print(f"FAILED in {block['page']} block {block['index']}", file=sys.stderr)
         sys.exit(1)
     sys.stdout.flush()
+    print(f"{block['page']} block {block['index']}: {time.monotonic() - started:.1f} s",
+          file=sys.stderr)
 """.replace("MARK", repr(MARK))
 
 
