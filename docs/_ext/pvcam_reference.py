@@ -502,8 +502,7 @@ FILE_ITEMS = {
     "/entry/instrument/NDAttributes/timestamp_eof": "end of the frame, camera clock (s)",
     "/entry/instrument/NDAttributes/frame_time": "end of the frame: the camera's clock "
     "mapped to wall time (s since the epoch)",
-    "/entry/instrument/NDAttributes/lost_before": "how many frames were lost just before "
-    "this one",
+    "/entry/instrument/NDAttributes/lost_before": "how many frames were lost just before this one",
     "/entry/instrument/NDAttributes/lost_frame_numbers": "the camera numbers of the frames "
     "counted lost",
     "/entry/instrument/NDAttributes/unreferenced_frame_numbers": "the camera numbers of the "
@@ -557,9 +556,9 @@ def _record_runs() -> tuple[list[tuple[str, dict]], dict[str, list[str]], dict[s
             with h5py.File(path, "r") as f:
                 found: list[str] = []
                 f.visititems(
-                    lambda name, obj, found=found: found.append("/" + name)
-                    if isinstance(obj, h5py.Dataset)
-                    else None
+                    lambda name, obj, found=found: (
+                        found.append("/" + name) if isinstance(obj, h5py.Dataset) else None
+                    )
                 )
                 items[kind] = found
                 attributes[kind] = dict(f["entry"].attrs)
@@ -586,9 +585,7 @@ def layout_markdown(items: dict[str, list[str]], attributes: dict[str, dict]) ->
     ):
         raise ReferenceError("HDF5 layout reference: the file disagrees with storage._layout")
     dtypes = {_layout.DATA_PATH: "uint16", _layout.UNREFERENCED_PATH: "uint16"}
-    dtypes.update(
-        {_layout.record_path(n): np_name(t) for n, t in _layout.RECORD_DTYPES.items()}
-    )
+    dtypes.update({_layout.record_path(n): np_name(t) for n, t in _layout.RECORD_DTYPES.items()})
     dtypes[_layout.record_path(_layout.LOST_NUMBERS)] = "int64"
     dtypes[_layout.record_path(_layout.UNREFERENCED_NUMBERS)] = "int64"
     shapes = {
@@ -605,9 +602,7 @@ def layout_markdown(items: dict[str, list[str]], attributes: dict[str, dict]) ->
         [f"`{name}`", dtypes[name], shapes.get(name, "(rows,)"), FILE_ITEMS[name] + when(name)]
         for name in FILE_ITEMS
     ]
-    attribute_rows = [
-        [f"`{name}`", text + when(name)] for name, text in ENTRY_ATTRIBUTES.items()
-    ]
+    attribute_rows = [[f"`{name}`", text + when(name)] for name, text in ENTRY_ATTRIBUTES.items()]
     reasons = [
         [f"`{getattr(_ledger, name)}`"]
         for name in ("GAP", "TORN", "MEMORY", "WRITE", "INTERRUPTED", "RETAKEN")
@@ -666,8 +661,11 @@ def documents_markdown(documents: list[tuple[str, dict]]) -> str:
             runs.append([])
         runs[-1].append((name, doc))
     out = []
-    for title, run in zip(("A step scan: `count([cam], num=2)`",
-                           "A fly scan: `fly([cam])` with `cam.num_frames` 3"), runs, strict=True):
+    for title, run in zip(
+        ("A step scan: `count([cam], num=2)`", "A fly scan: `fly([cam])` with `cam.num_frames` 3"),
+        runs,
+        strict=True,
+    ):
         descriptor = next(doc for name, doc in run if name == "descriptor")
         locations = {
             doc["data_key"]: doc["parameters"]["dataset"]
@@ -683,9 +681,7 @@ def documents_markdown(documents: list[tuple[str, dict]]) -> str:
                 where = f"file: `{resource['spec']}` Resource, one Datum per point"
             else:
                 where = "in the event"
-            rows.append(
-                [f"`{key}`", spec["dtype"], str(spec["shape"]), where, spec.get("doc", "")]
-            )
+            rows.append([f"`{key}`", spec["dtype"], str(spec["shape"]), where, spec.get("doc", "")])
         out += [
             f"## {title}",
             "",

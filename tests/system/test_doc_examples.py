@@ -1,5 +1,5 @@
-"""Every tutorial runs, start to finish, on the simulated camera, and prints what its page
-says it prints.
+"""Every tutorial, and README's example, runs start to finish on the simulated camera and
+prints what its page says it prints.
 
 The pages in ``RUN_PAGES`` are run in that order, in one fresh Python process with
 ``OPHYD_PVCAM_SIM=1`` and a temporary data folder (so a temporary catalog), each page in a
@@ -31,12 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCS = ROOT / "docs"
-RUN_PAGES = [
-    "tutorials/first-scans.md",
-    "tutorials/replaying-runs.md",
-    "tutorials/a-stall.md",
-    "tutorials/first-day-with-a-camera.md",
+RUN_PAGES = [  # relative to the repository
+    "docs/tutorials/first-scans.md",
+    "docs/tutorials/replaying-runs.md",
+    "docs/tutorials/a-stall.md",
+    "docs/tutorials/first-day-with-a-camera.md",
+    "README.md",  # its one short example
 ]
 TIMEOUT_S = 240  # about 15 s alone on 2 cores; the suite runs beside it
 
@@ -55,7 +55,7 @@ class Block:
 
 def page_blocks(page: str) -> list[Block]:
     """The blocks the runner executes on one page, with the output each should print."""
-    fences = [(m.group(2), m.group(3)) for m in FENCE.finditer((DOCS / page).read_text())]
+    fences = [(m.group(2), m.group(3)) for m in FENCE.finditer((ROOT / page).read_text())]
     blocks = []
     for i, (language, body) in enumerate(fences):
         if language == "python":
