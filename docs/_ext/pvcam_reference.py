@@ -598,10 +598,20 @@ def layout_markdown(items: dict[str, list[str]], attributes: dict[str, dict]) ->
     def when(name: str) -> str:
         return f"; only when {OPTIONAL[name]}" if name in OPTIONAL else ""
 
-    rows = [
-        [f"`{name}`", dtypes[name], shapes.get(name, "(rows,)"), FILE_ITEMS[name] + when(name)]
-        for name in FILE_ITEMS
-    ]
+    groups: dict[str, list[list[str]]] = {}
+    for name in FILE_ITEMS:
+        group, _, leaf = name.rpartition("/")
+        groups.setdefault(group, []).append(
+            [f"`{leaf}`", dtypes[name], shapes.get(name, "(rows,)"), FILE_ITEMS[name] + when(name)]
+        )
+    datasets: list[str] = []
+    for group, rows in groups.items():
+        datasets += [
+            f"In `{group}`:",
+            "",
+            table(["dataset", "type", "shape", "what it holds"], rows),
+            "",
+        ]
     attribute_rows = [[f"`{name}`", text + when(name)] for name, text in ENTRY_ATTRIBUTES.items()]
     reasons = [
         [f"`{getattr(_ledger, name)}`"]
@@ -610,10 +620,9 @@ def layout_markdown(items: dict[str, list[str]], attributes: dict[str, dict]) ->
     return "\n".join(
         [
             f"Layout `{_layout.SPEC}`. Datasets (`rows`: one per frame; the records have "
-            "one value per row of `/entry/data/data`):",
+            "one value per row of `/entry/data/data`).",
             "",
-            table(["dataset", "type", "shape", "what it holds"], rows),
-            "",
+            *datasets,
             "Attributes of `/entry`:",
             "",
             table(["attribute", "what it holds"], attribute_rows),
