@@ -13,7 +13,9 @@ Writes into ``docs/_static/pictures/``:
   it wrote, then drawn with a monospaced font;
 - ``check.png``: the one-page report of ``ophyd-pvcam check`` (short streams, no wait for
   the sensor to cool);
-- ``probe.png``: the one-page report of ``ophyd-pvcam probe --inject-stall 85``.
+- ``probe.png``: the one-page report of ``ophyd-pvcam probe --inject-stall 85``;
+- ``live-window.png``: the window of ``ophyd-pvcam live``, on a virtual X display
+  (needs ``Xvfb`` and ``xwininfo``).
 
 Every run uses a temporary data folder, removed afterwards.  Nothing here is drawn by
 hand: rerun it after a change to what these commands print.
@@ -28,6 +30,7 @@ import pty
 import re
 import select
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -210,7 +213,71 @@ def report(work: Path, name: str, arguments: list[str]) -> list[Path]:
     return [path]
 
 
+LIVE_OPTIONS = ["--roi", "768,640,512,512", "--exposure", "0.01"]
+LIVE_TITLE = re.compile(
+    r'"cam live: ([\d.]+) frames/s shown[^"]*":.*?\s(\d+)x(\d+)\+(-?\d+)\+(-?\d+)'
+)
+
+
+def live_window(work: Path) -> list[Path]:
+    """``ophyd-pvcam live`` on a virtual X display of its own (Xvfb), photographed once
+    its title reports frames drawn."""
+    from PIL import ImageGrab
+
+    read, write = os.pipe()
+    server = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(write), "-screen", "0", "1024x900x24", "-nolisten", "tcp"],
+        pass_fds=(write,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(write)
+    viewer = None
+    try:
+        ready, _, _ = select.select([read], [], [], 30)
+        number = os.read(read, 64).decode().strip() if ready else ""
+        if not number:
+            raise RuntimeError("Xvfb did not start within 30 s")
+        display = f":{number}"
+        env = environment(work / "data", DISPLAY=display)
+        viewer = subprocess.Popen(
+            [sys.executable, "-m", "ophyd_pvcam.cli", "live", "--camera", "sim", *LIVE_OPTIONS],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        found, deadline = None, time.monotonic() + 90
+        while time.monotonic() < deadline and viewer.poll() is None:
+            tree = subprocess.run(
+                ["xwininfo", "-root", "-tree", "-display", display],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout
+            match = LIVE_TITLE.search(tree)
+            if match and float(match.group(1)) >= 10:
+                found = match
+                break
+            time.sleep(0.25)  # polling the X server for the title, with a deadline
+        if found is None:
+            raise RuntimeError(f"no live window drawing frames: {viewer.stderr.read()[-2000:]}")
+        width, height, left, top = (int(found.group(i)) for i in range(2, 6))
+        path = OUT / "live-window.png"
+        shot = ImageGrab.grab(xdisplay=display).crop((left, top, left + width, top + height))
+        shot.save(path, optimize=True)
+        return [path]
+    finally:
+        if viewer is not None:
+            viewer.send_signal(signal.SIGTERM)
+            viewer.communicate(timeout=60)
+        os.close(read)
+        server.terminate()
+        server.wait(10)
+
+
 PICTURES = {
+    "live": live_window,
     "terminal": terminal_stall,
     "check": lambda work: report(
         work,
