@@ -81,5 +81,16 @@ html_theme_options = {
     "navigation_with_keys": False,
     "footer_start": ["copyright"],
     "footer_end": ["sphinx-version"],
+    # pages that are mostly wide tables get the page's full width
+    "secondary_sidebar_items": {
+        "**/*": ["page-toc"],
+        "index": ["page-toc"],
+        "reference/hdf5-layout": [],
+        "reference/documents": [],
+        "reference/faults": [],
+        "reference/sessions": [],
+    },
 }
 html_show_sourcelink = False
+html_static_path = ["_static"]
+html_css_files = ["custom.css"]

@@ -485,6 +485,225 @@ def layers_markdown(pyproject: Path = GENERATED.parent.parent / "pyproject.toml"
     return table(["layer (top first)", "beside it, not imported", "what it is"], rows)
 
 
+# ---- the frame file and the documents ----------------------------------------------
+
+# What each thing in a frame file means.  The page lists what a real file, written at
+# build time, holds: something in the file without an entry here, or an entry for
+# something no file has (outside OPTIONAL), stops the build.
+FILE_ITEMS = {
+    "/entry/data/data": "the images the run references, one row per frame, in the order "
+    "the run's events reference them (a step scan's point `i` is rows "
+    "`i * frames_per_point` onwards); one chunk per frame",
+    "/entry/data/unreferenced": "frames acquired that no event points at (a step point "
+    "that never completed, frames after a fly scan's last collect), kept apart",
+    "/entry/instrument/NDAttributes/frame_number": "the camera's frame number (from 1 in "
+    "each acquisition: after a pause the camera numbers from 1 again)",
+    "/entry/instrument/NDAttributes/timestamp_bof": "beginning of the frame, camera clock (s)",
+    "/entry/instrument/NDAttributes/timestamp_eof": "end of the frame, camera clock (s)",
+    "/entry/instrument/NDAttributes/frame_time": "end of the frame: the camera's clock "
+    "mapped to wall time (s since the epoch)",
+    "/entry/instrument/NDAttributes/lost_before": "how many frames were lost just before this one",
+    "/entry/instrument/NDAttributes/lost_frame_numbers": "the camera numbers of the frames "
+    "counted lost",
+    "/entry/instrument/NDAttributes/unreferenced_frame_numbers": "the camera numbers of the "
+    "frames in `/entry/data/unreferenced`",
+}
+ENTRY_ATTRIBUTES = {
+    "created": "when the file was created (ISO 8601, local time with its offset)",
+    "device": "the device's name (`cam`)",
+    "kind": "`step` or `fly`",
+    "run_uid": "the uid of the run the file belongs to (empty outside a run)",
+    "camera_settings": "JSON: the camera's identity and every setting of the acquisition",
+    "lost_frames": "JSON: how many frames were lost, by reason (below); `{}` if none",
+    "pauses": "JSON: `[paused at, resumed at]` pairs, wall clock (s), one per pause",
+}
+OPTIONAL = {  # only in some files: what makes them appear
+    "/entry/data/unreferenced": "frames were acquired that the run does not reference",
+    "/entry/instrument/NDAttributes/unreferenced_frame_numbers": "frames were acquired "
+    "that the run does not reference",
+    "pauses": "the run was paused",
+}
+
+
+def _record_runs() -> tuple[list[tuple[str, dict]], dict[str, list[str]], dict[str, dict]]:
+    """A count of two points and a fly scan of three frames, on the pure-Python fake
+    camera, as :func:`~ophyd_pvcam.device.make_run_engine` records them (with the stall
+    guard): their documents, and the items and entry attributes of each frame file."""
+    import h5py
+    from bluesky import RunEngine
+    from bluesky import plans as bp
+
+    from ophyd_pvcam.device import PrimeBSI, StallGuard
+    from ophyd_pvcam.testing import FakeBackend
+
+    documents: list[tuple[str, dict]] = []
+    items: dict[str, list[str]] = {}
+    attributes: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        cam = PrimeBSI("cam", write_path=folder, backend=lambda: FakeBackend(period_s=0.002))
+        try:
+            engine = RunEngine({})
+            engine.preprocessors.append(StallGuard())
+            engine.subscribe(lambda name, doc: documents.append((name, doc)))
+            cam.roi.set((0, 0, 64, 64)).wait(10)
+            engine(bp.count([cam], num=2))
+            cam.num_frames.set(3).wait(10)
+            engine(bp.fly([cam]))
+        finally:
+            cam.close()
+        for path in sorted(Path(folder).rglob("*.h5")):
+            kind = path.stem.split("_")[-1]
+            with h5py.File(path, "r") as f:
+                found: list[str] = []
+                f.visititems(
+                    lambda name, obj, found=found: (
+                        found.append("/" + name) if isinstance(obj, h5py.Dataset) else None
+                    )
+                )
+                items[kind] = found
+                attributes[kind] = dict(f["entry"].attrs)
+    return documents, items, attributes
+
+
+def layout_markdown(items: dict[str, list[str]], attributes: dict[str, dict]) -> str:
+    from ophyd_pvcam.acquisition import _ledger
+    from ophyd_pvcam.storage import _layout
+
+    seen = {name for found in items.values() for name in found}
+    seen_attributes = {name for found in attributes.values() for name in found}
+    unknown = sorted((seen - set(FILE_ITEMS)) | (seen_attributes - set(ENTRY_ATTRIBUTES)))
+    absent = sorted(
+        ((set(FILE_ITEMS) - seen) | (set(ENTRY_ATTRIBUTES) - seen_attributes)) - set(OPTIONAL)
+    )
+    if unknown or absent:
+        raise ReferenceError(
+            f"HDF5 layout reference: undocumented in the file {unknown}; documented but "
+            f"not in the file {absent}"
+        )
+    if _layout.DATA_PATH not in seen or not all(
+        _layout.record_path(name) in seen for name in _layout.RECORD_DTYPES
+    ):
+        raise ReferenceError("HDF5 layout reference: the file disagrees with storage._layout")
+    dtypes = {_layout.DATA_PATH: "uint16", _layout.UNREFERENCED_PATH: "uint16"}
+    dtypes.update({_layout.record_path(n): np_name(t) for n, t in _layout.RECORD_DTYPES.items()})
+    dtypes[_layout.record_path(_layout.LOST_NUMBERS)] = "int64"
+    dtypes[_layout.record_path(_layout.UNREFERENCED_NUMBERS)] = "int64"
+    shapes = {
+        _layout.DATA_PATH: "(rows, height, width)",
+        _layout.UNREFERENCED_PATH: "(unreferenced, height, width)",
+        _layout.record_path(_layout.LOST_NUMBERS): "(lost,)",
+        _layout.record_path(_layout.UNREFERENCED_NUMBERS): "(unreferenced,)",
+    }
+
+    def when(name: str) -> str:
+        return f"; only when {OPTIONAL[name]}" if name in OPTIONAL else ""
+
+    groups: dict[str, list[list[str]]] = {}
+    for name in FILE_ITEMS:
+        group, _, leaf = name.rpartition("/")
+        groups.setdefault(group, []).append(
+            [f"`{leaf}`", dtypes[name], shapes.get(name, "(rows,)"), FILE_ITEMS[name] + when(name)]
+        )
+    datasets: list[str] = []
+    for group, rows in groups.items():
+        datasets += [
+            f"In `{group}`:",
+            "",
+            table(["dataset", "type", "shape", "what it holds"], rows),
+            "",
+        ]
+    attribute_rows = [[f"`{name}`", text + when(name)] for name, text in ENTRY_ATTRIBUTES.items()]
+    reasons = [
+        [f"`{getattr(_ledger, name)}`"]
+        for name in ("GAP", "TORN", "MEMORY", "WRITE", "INTERRUPTED", "RETAKEN")
+    ]
+    return "\n".join(
+        [
+            f"Layout `{_layout.SPEC}`. Datasets (`rows`: one per frame; the records have "
+            "one value per row of `/entry/data/data`).",
+            "",
+            *datasets,
+            "Attributes of `/entry`:",
+            "",
+            table(["attribute", "what it holds"], attribute_rows),
+            "",
+            "The reasons a frame is counted lost, as `lost_frames` names them:",
+            "",
+            table(["reason"], reasons),
+            "",
+        ]
+    )
+
+
+def np_name(dtype: Any) -> str:
+    import numpy as np
+
+    return np.dtype(dtype).name
+
+
+def _document_sequence(documents: list[tuple[str, dict]]) -> str:
+    """``start, descriptor, resource, (datum, event) x 2, stop``: runs of repeats folded."""
+    names = [name for name, _ in documents]
+    parts: list[str] = []
+    i = 0
+    while i < len(names):
+        same = 1
+        while i + same < len(names) and names[i + same] == names[i]:
+            same += 1
+        pair = names[i : i + 2]
+        pairs = 1
+        while len(pair) == 2 and names[i + 2 * pairs : i + 2 * pairs + 2] == pair:
+            pairs += 1
+        if same == 1 and pairs > 1:
+            parts.append(f"({', '.join(pair)}) x {pairs}")
+            i += 2 * pairs
+        else:
+            parts.append(names[i] if same == 1 else f"{names[i]} x {same}")
+            i += same
+    return ", ".join(parts)
+
+
+def documents_markdown(documents: list[tuple[str, dict]]) -> str:
+    runs: list[list[tuple[str, dict]]] = []
+    for name, doc in documents:
+        if name == "start":
+            runs.append([])
+        runs[-1].append((name, doc))
+    out = []
+    for title, run in zip(
+        ("A step scan: `count([cam], num=2)`", "A fly scan: `fly([cam])` with `cam.num_frames` 3"),
+        runs,
+        strict=True,
+    ):
+        descriptor = next(doc for name, doc in run if name == "descriptor")
+        locations = {
+            doc["data_key"]: doc["parameters"]["dataset"]
+            for name, doc in run
+            if name == "stream_resource"
+        }
+        resource = next((doc for name, doc in run if name == "resource"), None)
+        rows = []
+        for key, spec in descriptor["data_keys"].items():
+            if spec.get("external") and key in locations:
+                where = f"file: `{locations[key]}`"
+            elif spec.get("external") and resource is not None:
+                where = f"file: `{resource['spec']}` Resource, one Datum per point"
+            else:
+                where = "in the event"
+            rows.append([f"`{key}`", spec["dtype"], str(spec["shape"]), where, spec.get("doc", "")])
+        out += [
+            f"## {title}",
+            "",
+            f"Documents, in order: {_document_sequence(run)}.",
+            "",
+            f"Stream `{descriptor['name']}`:",
+            "",
+            table(["data key", "dtype", "shape", "where the value is", "note"], rows),
+            "",
+        ]
+    return "\n".join(out)
+
+
 # ---- the extension ------------------------------------------------------------------
 
 
@@ -493,7 +712,10 @@ def generate() -> dict[str, str]:
     from ophyd_pvcam.acquisition import as_markdown
 
     settings, signals = settings_markdown()
+    documents, items, attributes = _record_runs()
     return {
+        "layout.md": layout_markdown(items, attributes),
+        "documents.md": documents_markdown(documents),
         "settings.md": settings + "\n",
         "signals.md": signals + "\n",
         "cli.md": cli_markdown(),

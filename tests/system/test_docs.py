@@ -61,8 +61,31 @@ def site(tmp_path_factory) -> Path:
     return out
 
 
+def test_readme_builds_the_site_as_the_suite_does():
+    """README's one command is the invocation the ``site`` fixture runs (which adds only
+    ``--keep-going -q`` and a temporary output folder)."""
+    readme = (ROOT / "README.md").read_text()
+    command = re.search(r"^pip install -e '\.\[docs\]' && (.*)$", readme, re.M)
+    assert command, "README does not say how to build the documentation"
+    assert command.group(1).split() == [
+        "python", "-m", "sphinx", "-W", "-b", "html", "docs", "docs/_build/html"
+    ]  # fmt: skip
+
+
 def test_the_site_builds_without_warnings(site):
-    for page in ("index", "reference/settings", "reference/cli", "reference/faults"):
+    pages = [
+        "index",
+        "reference/settings",
+        "reference/cli",
+        "reference/faults",
+        "reference/hdf5-layout",
+        "reference/documents",
+        "explanations/failure-semantics",
+        "explanations/performance",
+    ]
+    pages += [f"tutorials/{p.stem}" for p in (DOCS / "tutorials").glob("*.md")]
+    pages += [f"how-to/{p.stem}" for p in (DOCS / "how-to").glob("*.md")]
+    for page in pages:
         assert (site / f"{page}.html").is_file(), page
     decisions = sorted(p.stem for p in (DOCS / "decisions").glob("*.md"))
     assert decisions, "no decision records found"

@@ -26,6 +26,12 @@ def test_quickstart_has_exactly_two_commands():
     assert "[test]" in commands[1] and commands[1].endswith("pytest")
 
 
+def test_readme_is_a_landing_page():
+    """What it is, why, the quickstart, one example, links: the rest is in docs/."""
+    lines = (ROOT / "README.md").read_text().splitlines()
+    assert len(lines) < 150, f"README has {len(lines)} lines; move the detail into docs/"
+
+
 def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     assert quickstart_commands()[1] in ci
