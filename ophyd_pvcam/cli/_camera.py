@@ -34,8 +34,9 @@ def to_stderr(text: str) -> None:
     print(text, file=sys.stderr)
 
 
-def open_camera(args: argparse.Namespace, name: str = "cam") -> PrimeBSI:
-    """The camera ``--camera`` names, as a device called ``name``."""
+def open_camera(args: argparse.Namespace, name: str = "cam", write_path=None) -> PrimeBSI:
+    """The camera ``--camera`` names, as a device called ``name`` (writing its frames
+    under ``write_path``, by default the data folder's)."""
     from ophyd_pvcam.device import make_camera
 
-    return make_camera(name, simulated=simulated(args), announce=to_stderr)
+    return make_camera(name, simulated=simulated(args), announce=to_stderr, write_path=write_path)

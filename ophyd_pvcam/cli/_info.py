@@ -8,6 +8,7 @@ user needs to choose a readout mode, and what a support request should quote.
 from __future__ import annotations
 
 import argparse
+import tempfile
 from typing import Any
 
 from ._camera import open_camera, with_camera
@@ -27,7 +28,10 @@ def run(args: argparse.Namespace) -> int:
     from ophyd_pvcam.device import format_table
     from ophyd_pvcam.diagnostics import full_frame_readout
 
-    cam = open_camera(args)
+    # the readout times are learnt from one frame per mode: those frames are nobody's
+    # data, so they go to a folder removed at the end, not the user's frames folder
+    scratch = tempfile.TemporaryDirectory(prefix="ophyd-pvcam-info-")
+    cam = open_camera(args, write_path=scratch.name)
     try:
         caps = cam.capabilities
         print(
@@ -63,4 +67,5 @@ def run(args: argparse.Namespace) -> int:
         print(format_table(rows))
     finally:
         cam.close()
+        scratch.cleanup()
     return EXIT_OK

@@ -83,6 +83,8 @@ def test_info_lists_the_table_with_frame_rates(user):
     assert "16" in hdr and "47.0" in hdr
     fast = next(r for r in rows if "(Balanced)" in r)
     assert "11" in fast and "94.0" in fast
+    # the frames it measures readout times with are nobody's data: none is left behind
+    assert not list(user.data.rglob("*.h5"))
 
 
 def test_bad_arguments_exit_2_without_a_traceback(user):
