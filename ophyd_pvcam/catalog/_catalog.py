@@ -258,7 +258,7 @@ def _initialise(database: Path) -> None:
     def initialise() -> None:
         try:
             asyncio.run(create_tables())
-            stamp_head(ALEMBIC_INI_TEMPLATE_PATH, ALEMBIC_DIR, uri)
+            stamp_head(Path(ALEMBIC_INI_TEMPLATE_PATH), Path(ALEMBIC_DIR), uri)
         except BaseException as error:  # handed to the caller's thread
             failure.append(error)
 
