@@ -244,7 +244,7 @@ class PvcamDetector(StandardDetector):
         try:
             await progress.wait(KICKOFF_TIMEOUT_S)
         except _Silent as silent:
-            raise self._silent(silent) from None
+            raise await self._silent(silent) from None
 
     @WatchableAsyncStatus.wrap
     async def complete(self) -> AsyncIterator[WatcherUpdate[int]]:
@@ -261,9 +261,12 @@ class PvcamDetector(StandardDetector):
         self, progress: LoopProgress, target: int, settings: Settings
     ) -> AsyncIterator[WatcherUpdate[int]]:
         """Progress for bluesky's progress bar until the core finishes; its error (the
-        diagnosis) is raised as the core wrote it."""
+        diagnosis) is raised as the core wrote it.  A status the RunEngine's teardown
+        interrupted (an abort, a stop or a halt ended its run) ends quietly: nothing
+        waits on it, and failing it would make ``RE.abort()`` raise."""
         start = time.monotonic()
         silence = self._controller.stall_timeout_s + SILENCE_MARGIN_S
+        run = self._run
         try:
             async for done in progress.updates(silence):
                 yield WatcherUpdate(
@@ -271,12 +274,17 @@ class PvcamDetector(StandardDetector):
                     unit="frames", precision=0, time_elapsed=time.monotonic() - start,
                 )  # fmt: skip
         except _Silent as silent:
-            raise self._silent(silent) from None
+            raise await self._silent(silent) from None
+        except AcquisitionInterrupted:
+            if run is None or not run.ending:
+                raise
+            log.info("%s: the run was torn down while it acquired", self.name)
 
-    def _silent(self, silent: _Silent) -> CameraAcquisitionError:
+    async def _silent(self, silent: _Silent) -> CameraAcquisitionError:
         """The core said nothing for far longer than its stall timeout: stop the camera
-        (the files keep what arrived) and say so; the watchdog should have spoken."""
-        self._controller.stop()
+        (the files keep what arrived; the wait for it runs in a worker thread, off the
+        event loop) and say so; the watchdog should have spoken."""
+        await asyncio.to_thread(self._controller.stop)
         return CameraAcquisitionError(
             f"{self.name}: no word from the camera's acquisition for {silent.seconds:g} s "
             f"(stall timeout {self._controller.stall_timeout_s:g} s): the camera was stopped; "
