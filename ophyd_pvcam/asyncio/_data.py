@@ -29,11 +29,10 @@ from ophyd_async.core import (
     soft_signal_r_and_setter,
 )
 
-from ophyd_pvcam.acquisition import CameraController, Settings
+from ophyd_pvcam.acquisition import CameraController, EngineRun, Settings
 from ophyd_pvcam.storage import FileStreams, stream_datasets
 
 from ._plan import Plan
-from ._runs import EngineRun
 
 log = logging.getLogger(__name__)
 

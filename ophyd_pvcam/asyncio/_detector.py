@@ -36,15 +36,14 @@ from ophyd_async.core import (
     soft_signal_rw,
 )
 
-from ophyd_pvcam.acquisition import CameraController, Settings
+from ophyd_pvcam.acquisition import CameraController, EngineRun, Settings
 from ophyd_pvcam.errors import AcquisitionInterrupted, CameraAcquisitionError
 from ophyd_pvcam.hardware import CameraBackend
 
-from ._acquire import PvcamAcquireLogic
+from ._acquire import PvcamAcquireLogic, find_run
 from ._data import PvcamDataLogic, PvcamDataProvider
 from ._paths import FramesPathProvider
 from ._plan import Plan
-from ._runs import EngineRun, find_run
 from ._status import LoopProgress, _Silent
 from ._trigger import PvcamTriggerLogic
 
@@ -90,6 +89,8 @@ class PvcamDetector(StandardDetector):
         self._run: EngineRun | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._provider: PvcamDataProvider | None = None
+        # what prepare() was given since the last stage() (None: nothing)
+        self._prepared: TriggerInfo | None = None
         # a failure no status carried, and the uid of the run it happened in
         self._announced: tuple[BaseException, str | None] | None = None
         self._controller = CameraController(
@@ -190,7 +191,14 @@ class PvcamDetector(StandardDetector):
         """The acquisition core this face drives (the ophyd face drives the same)."""
         return self._controller
 
-    # ---- prepare, trigger, kickoff, complete -------------------------------------------
+    # ---- stage, prepare, trigger, kickoff, complete -------------------------------------
+
+    @AsyncStatus.wrap
+    async def stage(self) -> None:
+        """ophyd-async's stage (whatever a previous plan left open ends); the next
+        trigger without a prepare prepares one internally triggered frame."""
+        self._prepared = None
+        await StandardDetector.stage(self)
 
     @AsyncStatus.wrap
     async def prepare(self, value: TriggerInfo) -> None:
@@ -204,19 +212,20 @@ class PvcamDetector(StandardDetector):
         self._controller.checker.check_all(settings)
         self._controller.write_path = Path(self._path_provider(self.name).directory_path)
         await StandardDetector.prepare(self, value)
+        self._prepared = value
 
     @WatchableAsyncStatus.wrap
     async def trigger(self) -> AsyncIterator[WatcherUpdate[int]]:
         """One event of fresh frames (``exposures_per_collection`` x
         ``collections_per_event``), done once they are on disk."""
         self._raise_announced()
-        ctx = self._prepare_ctx
-        if ctx is None:
+        prepared = self._prepared
+        if prepared is None:
             await self.prepare(TriggerInfo())
-        elif ctx.trigger_info.number_of_events != 1:
+        elif prepared.number_of_events != 1:
             raise ValueError(
                 f"{self.name}: trigger() takes one event, but the detector was prepared "
-                f"with number_of_events={ctx.trigger_info.number_of_events}; prepare it "
+                f"with number_of_events={prepared.number_of_events}; prepare it "
                 "with number_of_events=1 for a step scan, or kickoff() for a fly scan"
             )
         settings = await self.settings()
@@ -231,7 +240,7 @@ class PvcamDetector(StandardDetector):
         """Start a fly scan of ``number_of_events`` events (0: until complete()); done
         once the camera runs (for edge triggers: waits for them)."""
         self._raise_announced()
-        if self._prepare_ctx is None:
+        if self._prepared is None:
             raise RuntimeError(f"{self.name}: kickoff() needs prepare(TriggerInfo(...)) first")
         plan = self._plan
         if plan.frames_per_event != 1:

@@ -29,7 +29,7 @@ from ophyd_async.core import (
     init_devices,
 )
 
-from ophyd_pvcam.asyncio import PvcamDetector
+from ophyd_pvcam.asyncio import PvcamDetector, find_run
 from ophyd_pvcam.errors import (
     CameraAcquisitionError,
     CameraLostError,
@@ -446,3 +446,29 @@ def test_a_detector_left_open_is_closed_at_exit(cam, RE, fake):
     assert cam not in _detector._open_detectors
     n, numbers = rows(path)  # a plain open: the file is closed
     assert n >= 19 and numbers == list(range(1, n + 1))  # what came before the exit
+
+
+def test_the_run_engine_and_its_open_run_are_found_from_a_task_of_their_own(RE):
+    """What this face leans on in bluesky 1.15 (``acquisition/_runs.py``): ophyd-async
+    runs each device method as a task of its own, and the RunEngine is found among the
+    loop's tasks with its open run's uid.  Fails at once if either detail changes."""
+    seen = []
+
+    async def look():
+        seen.append((find_run(), asyncio.current_task()))
+
+    def plan():
+        yield from bps.open_run()
+        yield from bps.wait_for([look])
+        yield from bps.close_run()
+
+    RE(plan())
+    ((run, task),) = seen
+    (start,) = [d for n, d in RE.docs if n == "start"]
+    assert run is not None and run.engine is RE and run.uid == start["uid"]
+    assert task is not RE._task  # not the RunEngine's own task: found among the others
+
+    async def outside():
+        return find_run()
+
+    assert call_in_bluesky_event_loop(outside(), timeout=DEADLINE) is None
