@@ -376,12 +376,14 @@ class CameraController:
         fly = self.fly
         return fly is None or not self._stream_documents(fly)
 
-    def collect_asset_docs(self) -> Iterator[tuple[str, dict]]:
+    def collect_asset_docs(self, up_to: int | None = None) -> Iterator[tuple[str, dict]]:
+        """The fly scan's documents for its rows on disk not yet handed over (below
+        ``up_to`` only, if given)."""
         fly = self.fly
         if fly is not None:
             run = fly.ctx.run
             final = run is not None and run.ending
-            yield from fly.asset_docs(final, stream=self._stream_documents(fly))
+            yield from fly.asset_docs(final, stream=self._stream_documents(fly), up_to=up_to)
 
     def collect_pages(self) -> Iterator[dict]:
         fly = self.fly

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from bluesky.protocols import StreamAsset
 from ophyd_async.core import (
     Array1D,
     AsyncStatus,
@@ -306,6 +307,18 @@ class PvcamDetector(StandardDetector):
         logic = self._acquire_logic
         assert isinstance(logic, PvcamAcquireLogic)
         return logic
+
+    async def collect_asset_docs(self, index: int | None = None) -> AsyncIterator[StreamAsset]:
+        """StreamResource/StreamDatum for what is on disk and not yet handed over.
+        ``index``: bluesky passes the lowest ``get_index()`` of several detectors it
+        collects together; then this one hands over its events below ``index`` only,
+        the rest at a later collect, so the detectors' rows stay aligned event for
+        event.  Alone, every row on disk (``get_index()`` lags the disk)."""
+        provider = self._provider
+        if self._prepared is None or provider is None:
+            raise RuntimeError(f"{self.name}: collect() needs prepare(TriggerInfo(...)) first")
+        for doc in provider.asset_docs(index):
+            yield doc  # type: ignore[misc]
 
     # ---- what the core reports ----------------------------------------------------------
 

@@ -472,3 +472,49 @@ def test_the_run_engine_and_its_open_run_are_found_from_a_task_of_their_own(RE):
         return find_run()
 
     assert call_in_bluesky_event_loop(outside(), timeout=DEADLINE) is None
+
+
+def test_two_detectors_flown_together_are_collected_aligned_on_the_slower(RE, tmp_path):
+    """bluesky collects several detectors up to the lowest index they report; each
+    hands over its rows below that index only, so every collect gives the detectors
+    the same events, however far ahead the faster camera runs."""
+    fast, slow = FakeBackend(period_s=0.002), FakeBackend(period_s=0.006)
+    paths = StaticPathProvider(StaticFilenameProvider("unused"), tmp_path)
+    with init_devices():
+        fast_cam = PvcamDetector(backend=lambda: fast, path_provider=paths)
+        slow_cam = PvcamDetector(backend=lambda: slow, path_provider=paths)
+    both = [fast_cam, slow_cam]
+    try:
+        RE(bps.mv(*(x for cam in both for x in (cam.roi, [0, 0, 16, 8]))))
+
+        def plan():
+            for cam in both:
+                yield from bps.stage(cam, wait=True)
+            yield from bps.open_run()
+            for cam in both:
+                yield from bps.prepare(cam, TriggerInfo(number_of_events=60), wait=True)
+            yield from bps.declare_stream(*both, name="primary")
+            for cam in both:
+                yield from bps.kickoff(cam, wait=True)
+            yield from bps.collect_while_completing(both, both, flush_period=0.02)
+            yield from bps.close_run()
+            for cam in both:
+                yield from bps.unstage(cam, wait=True)
+
+        RE(plan())
+        valid(RE.docs)
+        spans = {}
+        for cam in both:
+            key = f"{cam.name}_image"
+            (resource,) = [d["uid"] for n, d in RE.docs
+                           if n == "stream_resource" and d["data_key"] == key]  # fmt: skip
+            datums = [d["indices"] for n, d in RE.docs
+                      if n == "stream_datum" and d["stream_resource"] == resource]  # fmt: skip
+            spans[cam.name] = [(indices["start"], indices["stop"]) for indices in datums]
+        assert spans["fast_cam"] == spans["slow_cam"]  # collect by collect, the same events
+        assert len(spans["fast_cam"]) > 1 and spans["fast_cam"][-1][1] == 60
+        for cam in both:
+            assert rows(cam.last_file)[0] == 60  # every row referenced, none kept apart
+    finally:
+        for cam in both:
+            cam.close()
