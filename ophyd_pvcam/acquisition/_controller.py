@@ -72,6 +72,7 @@ class CameraController:
     ):
         self.name = name
         self.write_path = write_path
+        self.file_stem: str | None = None  # files are <stem>_<kind>.h5 (None: the name)
         self._report = report
         self._find_run = find_run
         self._announce = announce
@@ -174,6 +175,7 @@ class CameraController:
             diagnose=lambda session, silent: self._diagnose(session, silent, settings),
             report=self._session_changed,
             announce_failure=self._announce,
+            file_stem=self.file_stem,
         )
 
     def _frame_queue(self, settings: Settings) -> FrameQueue:

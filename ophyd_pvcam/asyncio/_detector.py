@@ -62,11 +62,12 @@ class PvcamDetector(StandardDetector):
 
     ``sim=True`` uses the simulated camera, ``False`` the vendor PVCAM, ``None`` the
     simulator only if ``OPHYD_PVCAM_SIM=1``; ``camera_name`` picks one of several
-    cameras.  ``path_provider`` decides the folder frame files go under (default: the
-    same folder as the ophyd face, ``<data root>/frames``); within it the core names
-    files by date and run uid.  ``backend``: another camera backend's factory (the
-    fake one in tests).  The camera is opened here: a camera another device holds is
-    refused at once, with one line naming the holder.
+    cameras.  ``path_provider`` decides, at each ``prepare``, the folder frame files
+    go under (default: the same folder as the ophyd face, ``<data root>/frames``) and
+    their name: ``<directory_path>/YYYY/MM/DD/<run uid>/<filename>_<step|fly>.h5``.
+    ``backend``: another camera backend's factory (the fake one in tests).  The
+    camera is opened here: a camera another device holds is refused at once, with one
+    line naming the holder.
     """
 
     def __init__(
@@ -211,7 +212,9 @@ class PvcamDetector(StandardDetector):
             setattr(self._plan, field.name, getattr(plan, field.name))
         settings = await self.settings()
         self._controller.checker.check_all(settings)
-        self._controller.write_path = Path(self._path_provider(self.name).directory_path)
+        where = self._path_provider(self.name)
+        self._controller.write_path = Path(where.directory_path)
+        self._controller.file_stem = _file_stem(self.name, where.filename)
         await StandardDetector.prepare(self, value)
         self._prepared = value
 
@@ -407,6 +410,18 @@ class PvcamDetector(StandardDetector):
         """Stop any acquisition, close its files and release the camera."""
         self._controller.close()
         _open_detectors.discard(self)
+
+
+def _file_stem(name: str, filename: str) -> str:
+    """The PathProvider's file name, checked to be one (``<it>_<kind>.h5`` is made
+    in the run's folder beneath its directory, docs/decisions/0011)."""
+    stem = filename.removesuffix(".h5")
+    if not stem or stem in (".", "..") or Path(stem).name != stem or "\\" in stem:
+        raise ValueError(
+            f"{name}: the PathProvider gave filename={filename!r}; a file name without "
+            "folders is needed (the folder is its directory_path)"
+        )
+    return stem
 
 
 @atexit.register

@@ -62,7 +62,7 @@ def cam(fake, tmp_path, RE):
     with init_devices():
         cam = PvcamDetector(
             backend=lambda: fake,
-            path_provider=StaticPathProvider(StaticFilenameProvider("unused"), tmp_path),
+            path_provider=StaticPathProvider(StaticFilenameProvider("scan"), tmp_path),
         )
     RE(bps.mv(cam.roi, [0, 0, 16, 8], cam.exposure_time, 0.002))
     yield cam
@@ -479,10 +479,13 @@ def test_two_detectors_flown_together_are_collected_aligned_on_the_slower(RE, tm
     hands over its rows below that index only, so every collect gives the detectors
     the same events, however far ahead the faster camera runs."""
     fast, slow = FakeBackend(period_s=0.002), FakeBackend(period_s=0.006)
-    paths = StaticPathProvider(StaticFilenameProvider("unused"), tmp_path)
+
+    def paths(name):
+        return StaticPathProvider(StaticFilenameProvider(name), tmp_path)
+
     with init_devices():
-        fast_cam = PvcamDetector(backend=lambda: fast, path_provider=paths)
-        slow_cam = PvcamDetector(backend=lambda: slow, path_provider=paths)
+        fast_cam = PvcamDetector(backend=lambda: fast, path_provider=paths("fast"))
+        slow_cam = PvcamDetector(backend=lambda: slow, path_provider=paths("slow"))
     both = [fast_cam, slow_cam]
     try:
         RE(bps.mv(*(x for cam in both for x in (cam.roi, [0, 0, 16, 8]))))
@@ -518,3 +521,30 @@ def test_two_detectors_flown_together_are_collected_aligned_on_the_slower(RE, tm
     finally:
         for cam in both:
             cam.close()
+
+
+def test_the_path_provider_names_the_folder_and_the_files(cam, RE, tmp_path):
+    """``directory_path`` is the folder, ``filename`` the files' name, within the
+    run's own folder (by date and run uid, where recovery looks for them)."""
+    (start_uid,) = RE(bp.count([cam], num=1))
+    path = cam.last_file
+    assert path.name == "scan_step.h5" and path.parent.name == start_uid
+    assert path.parent.parent.parent.parent.parent == tmp_path  # <tmp>/YYYY/MM/DD/<uid>
+
+
+@pytest.mark.parametrize("filename", ["../elsewhere", "a/b", ""])
+def test_a_path_provider_filename_with_folders_is_refused_at_prepare(fake, RE, tmp_path, filename):
+    with init_devices():
+        cam = PvcamDetector(
+            backend=lambda: fake,
+            path_provider=StaticPathProvider(StaticFilenameProvider(filename), tmp_path),
+        )
+    try:
+        with pytest.raises(FailedStatus) as raised:
+            RE(fly(cam, 5))
+        error = raised.value.__cause__
+        assert isinstance(error, ValueError) and "\n" not in str(error)
+        assert f"filename={filename!r}" in str(error) and "without folders" in str(error)
+        assert not list(tmp_path.rglob("*.h5"))
+    finally:
+        cam.close()
