@@ -294,9 +294,10 @@ class PvcamDetector(StandardDetector):
             log.info("%s: the run was torn down while it acquired", self.name)
 
     async def _silent(self, silent: _Silent) -> CameraAcquisitionError:
-        """The core said nothing for far longer than its stall timeout: stop the camera
-        (the files keep what arrived; the wait for it runs in a worker thread, off the
-        event loop) and say so; the watchdog should have spoken."""
+        """The core reported nothing for far longer than its stall timeout (its writer
+        reports ten times a second, also while no frame comes or while paused, so its
+        threads have hung): stop the camera (the files keep what arrived; the wait for
+        it runs in a worker thread, off the event loop) and say so."""
         await asyncio.to_thread(self._controller.stop)
         return CameraAcquisitionError(
             f"{self.name}: no word from the camera's acquisition for {silent.seconds:g} s "

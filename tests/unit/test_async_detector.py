@@ -548,3 +548,33 @@ def test_a_path_provider_filename_with_folders_is_refused_at_prepare(fake, RE, t
         assert not list(tmp_path.rglob("*.h5"))
     finally:
         cam.close()
+
+
+def test_a_silent_core_is_backed_up_the_camera_stopped_and_said_so(cam, RE, fake, monkeypatch):
+    """Should the core fall silent -- no progress report (the writer's, ten a second
+    even while nothing comes) and no word from its watchdog, as if its threads hung --
+    the face's backstop, a margin beyond the stall timeout, stops the camera and fails
+    complete() saying so; the file closes with what came, and the next plan works."""
+    from ophyd_pvcam.acquisition import StallMonitor
+    from ophyd_pvcam.acquisition._fly import FlySession
+    from ophyd_pvcam.asyncio import _detector
+
+    monkeypatch.setattr(StallMonitor, "arm", lambda self, timeout, on_stall: 0)
+    monkeypatch.setattr(FlySession, "_written", lambda self, processed, flushed: None)
+    monkeypatch.setattr(_detector, "SILENCE_MARGIN_S", 0.5)
+    fake.script[10] = "stall"
+    RE(bps.mv(cam.stall_timeout, 0.2))
+    with pytest.raises(FailedStatus) as raised:
+        RE(fly(cam, 40))
+    error = raised.value.__cause__
+    assert isinstance(error, CameraAcquisitionError)
+    assert "no word from the camera's acquisition for 0.7 s" in str(error)
+    assert "the camera was stopped" in str(error)
+    assert not cam.controller.acquiring and not fake.streaming
+    n, numbers = rows(cam.last_file)  # closed and readable
+    assert n == stream_stop(RE.docs, "cam_image") and numbers == list(range(1, n + 1))
+    monkeypatch.undo()
+    fake.resume.set()
+    RE.docs.clear()
+    RE(bp.count([cam], num=2))
+    assert [n for n, _ in RE.docs].count("event") == 2
