@@ -399,13 +399,16 @@ class PvcamDetector(StandardDetector):
         wait for the camera runs in a worker thread, off the event loop."""
         await asyncio.to_thread(self._controller.stop)
 
-    def pause(self) -> None:
-        """The RunEngine pauses: the camera stops (docs/decisions/0009, 0011)."""
-        self._controller.pause()
+    async def pause(self) -> None:
+        """The RunEngine pauses: the camera stops and the frames it gave reach the disk
+        (docs/decisions/0009, 0011); returns once they have, waiting in a worker
+        thread, off the event loop."""
+        await asyncio.to_thread(self._controller.pause)
 
-    def resume(self) -> None:
-        """The RunEngine resumes: a paused fly scan goes on for its missing frames."""
-        self._controller.resume()
+    async def resume(self) -> None:
+        """The RunEngine resumes: a paused fly scan goes on for its missing frames (the
+        camera restarted from a worker thread, off the event loop)."""
+        await asyncio.to_thread(self._controller.resume)
 
     def close(self) -> None:
         """Stop any acquisition, close its files and release the camera."""
