@@ -22,7 +22,6 @@ and ``tests/unit/test_async_detector.py`` fail if either changes.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import weakref
@@ -62,9 +61,9 @@ class EngineRun:
         return _hub(self.engine).emitted(self.image_resource or resource)
 
 
-def engine_run(engine_type: type, tasks: Iterable[asyncio.Task]) -> EngineRun | None:
-    """The run of the RunEngine (an ``engine_type``) whose plan is one of ``tasks``; None
-    if none is (a script, a test)."""
+def engine_run(engine_type: type, tasks: Iterable[Any]) -> EngineRun | None:
+    """The run of the RunEngine (an ``engine_type``) whose plan is one of ``tasks``
+    (asyncio tasks); None if none is (a script, a test)."""
     for task in tasks:
         frame = getattr(task.get_coro(), "cr_frame", None)
         engine = frame.f_locals.get("self") if frame is not None else None
