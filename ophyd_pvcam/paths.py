@@ -35,7 +35,8 @@ def frame_file_path(root: Path, device: str, kind: str, uid: str | None) -> str:
 
     ``YYYY/MM/DD/<run uid>/<device>_<kind>.h5`` (``_2``, ``_3``... when a run has
     several), or ``YYYY/MM/DD/no-run-<HHMMSS>-<random>/...`` outside a run: a person
-    finds a run's files by its uid.
+    finds a run's files by its uid.  ``device``: the device's name, or the file name
+    an ophyd-async ``PathProvider`` gave.
     """
     day = time.strftime("%Y/%m/%d")
     folder = uid or f"no-run-{time.strftime('%H%M%S')}-{uuid.uuid4().hex[:8]}"

@@ -12,7 +12,11 @@ from __future__ import annotations
 import os
 
 import pytest
-from helpers import Recorder
+
+# the fault matrices' shared checks (fault_matrix.check) report what they compared
+pytest.register_assert_rewrite("fault_matrix")
+
+from helpers import Recorder  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -72,6 +72,7 @@ class CameraController:
     ):
         self.name = name
         self.write_path = write_path
+        self.file_stem: str | None = None  # files are <stem>_<kind>.h5 (None: the name)
         self._report = report
         self._find_run = find_run
         self._announce = announce
@@ -174,6 +175,7 @@ class CameraController:
             diagnose=lambda session, silent: self._diagnose(session, silent, settings),
             report=self._session_changed,
             announce_failure=self._announce,
+            file_stem=self.file_stem,
         )
 
     def _frame_queue(self, settings: Settings) -> FrameQueue:
@@ -376,12 +378,14 @@ class CameraController:
         fly = self.fly
         return fly is None or not self._stream_documents(fly)
 
-    def collect_asset_docs(self) -> Iterator[tuple[str, dict]]:
+    def collect_asset_docs(self, up_to: int | None = None) -> Iterator[tuple[str, dict]]:
+        """The fly scan's documents for its rows on disk not yet handed over (below
+        ``up_to`` only, if given)."""
         fly = self.fly
         if fly is not None:
             run = fly.ctx.run
             final = run is not None and run.ending
-            yield from fly.asset_docs(final, stream=self._stream_documents(fly))
+            yield from fly.asset_docs(final, stream=self._stream_documents(fly), up_to=up_to)
 
     def collect_pages(self) -> Iterator[dict]:
         fly = self.fly

@@ -139,11 +139,15 @@ class FlySession(Session):
                  self.file.rows)  # fmt: skip
         self._start_stream()
 
-    def asset_docs(self, final: bool, stream: bool) -> Iterator[tuple[str, dict]]:
+    def asset_docs(
+        self, final: bool, stream: bool, up_to: int | None = None
+    ) -> Iterator[tuple[str, dict]]:
         """Documents for the rows on disk not yet handed over; with ``final`` (the
         RunEngine is tearing the plan down) the camera is stopped first, so nothing is
         left out.  ``stream``: bluesky has the camera's stream declared, so a StreamDatum
-        per collect will do (decided at the first collect, kept for the session)."""
+        per collect will do (decided at the first collect, kept for the session).
+        ``up_to``: hand over rows below it only (bluesky's index, when it collects
+        several detectors together and aligns them on the slowest)."""
         with self._lock:
             if self.move(Call.COLLECT).verdict is not Verdict.DO:
                 return
@@ -156,6 +160,8 @@ class FlySession(Session):
             self.writer.flush_now(STOP_TIMEOUT_S)  # hand over what is on disk, all of it
         with self._lock:
             available = min(self._flushed, self.file.rows)
+            if up_to is not None:
+                available = min(available, up_to)
             if self.stream_documents:
                 docs = list(self.stream_docs.hand_over(available))
                 self.datums = self.collected = self.stream_docs.rows  # no events follow

@@ -120,6 +120,7 @@ class SessionContext:
     diagnose: Callable[[Session, float], str]  # a stall's diagnosis
     report: Callable[[Session], None]  # the device's status signals follow the session
     announce_failure: Callable[[BaseException], None]
+    file_stem: str | None = None  # the file's name before _<kind>.h5 (None: ``name``)
 
 
 class Session:
@@ -146,7 +147,9 @@ class Session:
         self._last_progress = 0.0
         self._loss_times: dict[str, tuple[float, float]] = {}  # reason -> first, last
         run_uid = ctx.run.uid if ctx.run is not None else None
-        self.resource_path = frame_file_path(ctx.root, ctx.name, self.kind, run_uid)
+        self.resource_path = frame_file_path(
+            ctx.root, ctx.file_stem or ctx.name, self.kind, run_uid
+        )
         self.path = ctx.root / self.resource_path
         rows, columns = ctx.setup.image_shape
         check_free_space(self.path.parent, rows * columns * 2, self._frames_expected())

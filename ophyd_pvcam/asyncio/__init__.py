@@ -5,17 +5,15 @@ diagnosis.  Needs the ``async`` extra (``pip install ophyd-pvcam[async]``).  See
 docs/decisions/0011-the-ophyd-async-face.md.
 """
 
-from ._acquire import PvcamAcquireLogic
+from ._acquire import PvcamAcquireLogic, find_run
 from ._data import PvcamDataLogic, PvcamDataProvider
 from ._detector import PvcamDetector
 from ._paths import FramesPathProvider
 from ._plan import Plan
-from ._runs import EngineRun, find_run
 from ._status import LoopProgress
 from ._trigger import PvcamTriggerLogic
 
 __all__ = [
-    "EngineRun",
     "FramesPathProvider",
     "LoopProgress",
     "Plan",

@@ -16,12 +16,25 @@ from collections.abc import Callable
 
 from ophyd_async.core import DetectorAcquireLogic
 
-from ophyd_pvcam.acquisition import CameraController, Settings
+from ophyd_pvcam.acquisition import CameraController, EngineRun, Settings, engine_run
 
-from ._runs import EngineRun, find_run
 from ._status import LoopProgress
 
 log = logging.getLogger(__name__)
+
+
+def find_run() -> EngineRun | None:
+    """The RunEngine whose plan runs on this event loop, with its open run (None: no
+    RunEngine, as in a script awaiting the detector itself).  ophyd-async runs each
+    device method as a task of its own, so the RunEngine's is not the caller's task
+    (as it is for the ophyd face): it is found among the loop's tasks."""
+    try:
+        tasks = asyncio.all_tasks()
+    except RuntimeError:  # no running loop in this thread
+        return None
+    from bluesky import RunEngine
+
+    return engine_run(RunEngine, tasks)
 
 
 class PvcamAcquireLogic(DetectorAcquireLogic):

@@ -7,7 +7,9 @@ An event holds ``frames_per_event`` frames (every exposure of its collections).
 
 - A fly scan's documents are the core's own (``CameraController.collect_asset_docs``,
   the same the ophyd face emits for a declared stream): they hand over every row on
-  disk, and the core counts them, so its file keeps exactly the rows handed over.
+  disk -- up to bluesky's index, when it passes one (several detectors collected
+  together) -- and the core counts them, so its file keeps exactly the rows handed
+  over.
 - A step scan's come from here, one StreamDatum per point, over the core's step file,
   for the points the core has finished; the core keeps in that file the points whose
   StreamDatums the RunEngine really emitted (``EngineRun``), so a pause between read
@@ -29,11 +31,10 @@ from ophyd_async.core import (
     soft_signal_r_and_setter,
 )
 
-from ophyd_pvcam.acquisition import CameraController, Settings
+from ophyd_pvcam.acquisition import CameraController, EngineRun, Settings
 from ophyd_pvcam.storage import FileStreams, stream_datasets
 
 from ._plan import Plan
-from ._runs import EngineRun
 
 log = logging.getLogger(__name__)
 
@@ -89,15 +90,30 @@ class PvcamDataProvider(StreamableDataProvider):
     async def make_stream_docs(
         self, collections_written: int, collections_per_event: int
     ) -> AsyncIterator[StreamAsset]:
+        """Everything on disk not yet handed over (``collections_written`` is not used:
+        ophyd-async passes what the signal last showed, which lags the disk; see
+        :meth:`asset_docs` for a bound bluesky gives)."""
+        for name, doc in self.asset_docs():
+            yield name, doc  # type: ignore[misc]
+
+    def asset_docs(self, up_to_events: int | None = None) -> list[tuple[str, dict]]:
+        """The documents for what is on disk and not yet handed over: a step scan's
+        finished points, a fly scan's rows (below ``up_to_events`` only, if given:
+        bluesky's index when it collects several detectors together).
+
+        A fly scan's collect waits for the writer's flush (milliseconds; on a failing
+        disk up to 30 s) on the event loop, on purpose: the core counts the rows
+        handed over as it makes the documents, so a collect in a worker thread that a
+        pause or an abort cancelled would lose documents the file then keeps."""
         controller = self._controller
         fly, step = controller.fly, controller.step
         if step is not None and controller.last is step:
-            for name, doc in self._step_docs(step):
-                yield name, doc  # type: ignore[misc]
-        elif fly is not None and controller.last is fly:
-            # the core's own: every row on disk (it decided "stream" at prepare)
-            for name, doc in controller.collect_asset_docs():
-                yield name, doc  # type: ignore[misc]
+            return self._step_docs(step)
+        if fly is not None and controller.last is fly:
+            # the core's own (it decided "stream" at prepare)
+            up_to = None if up_to_events is None else up_to_events * self._plan.frames_per_event
+            return list(controller.collect_asset_docs(up_to))
+        return []
 
     def _step_docs(self, step) -> list[tuple[str, dict]]:
         """The StreamResources of the step file (again, if a pause dropped them) and a

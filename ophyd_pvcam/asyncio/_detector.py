@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from bluesky.protocols import StreamAsset
 from ophyd_async.core import (
     Array1D,
     AsyncStatus,
@@ -36,15 +37,14 @@ from ophyd_async.core import (
     soft_signal_rw,
 )
 
-from ophyd_pvcam.acquisition import CameraController, Settings
+from ophyd_pvcam.acquisition import CameraController, EngineRun, Settings
 from ophyd_pvcam.errors import AcquisitionInterrupted, CameraAcquisitionError
 from ophyd_pvcam.hardware import CameraBackend
 
-from ._acquire import PvcamAcquireLogic
+from ._acquire import PvcamAcquireLogic, find_run
 from ._data import PvcamDataLogic, PvcamDataProvider
 from ._paths import FramesPathProvider
 from ._plan import Plan
-from ._runs import EngineRun, find_run
 from ._status import LoopProgress, _Silent
 from ._trigger import PvcamTriggerLogic
 
@@ -62,11 +62,12 @@ class PvcamDetector(StandardDetector):
 
     ``sim=True`` uses the simulated camera, ``False`` the vendor PVCAM, ``None`` the
     simulator only if ``OPHYD_PVCAM_SIM=1``; ``camera_name`` picks one of several
-    cameras.  ``path_provider`` decides the folder frame files go under (default: the
-    same folder as the ophyd face, ``<data root>/frames``); within it the core names
-    files by date and run uid.  ``backend``: another camera backend's factory (the
-    fake one in tests).  The camera is opened here: a camera another device holds is
-    refused at once, with one line naming the holder.
+    cameras.  ``path_provider`` decides, at each ``prepare``, the folder frame files
+    go under (default: the same folder as the ophyd face, ``<data root>/frames``) and
+    their name: ``<directory_path>/YYYY/MM/DD/<run uid>/<filename>_<step|fly>.h5``.
+    ``backend``: another camera backend's factory (the fake one in tests).  The
+    camera is opened here: a camera another device holds is refused at once, with one
+    line naming the holder.
     """
 
     def __init__(
@@ -90,6 +91,8 @@ class PvcamDetector(StandardDetector):
         self._run: EngineRun | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._provider: PvcamDataProvider | None = None
+        # what prepare() was given since the last stage() (None: nothing)
+        self._prepared: TriggerInfo | None = None
         # a failure no status carried, and the uid of the run it happened in
         self._announced: tuple[BaseException, str | None] | None = None
         self._controller = CameraController(
@@ -190,7 +193,14 @@ class PvcamDetector(StandardDetector):
         """The acquisition core this face drives (the ophyd face drives the same)."""
         return self._controller
 
-    # ---- prepare, trigger, kickoff, complete -------------------------------------------
+    # ---- stage, prepare, trigger, kickoff, complete -------------------------------------
+
+    @AsyncStatus.wrap
+    async def stage(self) -> None:
+        """ophyd-async's stage (whatever a previous plan left open ends); the next
+        trigger without a prepare prepares one internally triggered frame."""
+        self._prepared = None
+        await StandardDetector.stage(self)
 
     @AsyncStatus.wrap
     async def prepare(self, value: TriggerInfo) -> None:
@@ -202,21 +212,24 @@ class PvcamDetector(StandardDetector):
             setattr(self._plan, field.name, getattr(plan, field.name))
         settings = await self.settings()
         self._controller.checker.check_all(settings)
-        self._controller.write_path = Path(self._path_provider(self.name).directory_path)
+        where = self._path_provider(self.name)
+        self._controller.write_path = Path(where.directory_path)
+        self._controller.file_stem = _file_stem(self.name, where.filename)
         await StandardDetector.prepare(self, value)
+        self._prepared = value
 
     @WatchableAsyncStatus.wrap
     async def trigger(self) -> AsyncIterator[WatcherUpdate[int]]:
         """One event of fresh frames (``exposures_per_collection`` x
         ``collections_per_event``), done once they are on disk."""
         self._raise_announced()
-        ctx = self._prepare_ctx
-        if ctx is None:
+        prepared = self._prepared
+        if prepared is None:
             await self.prepare(TriggerInfo())
-        elif ctx.trigger_info.number_of_events != 1:
+        elif prepared.number_of_events != 1:
             raise ValueError(
                 f"{self.name}: trigger() takes one event, but the detector was prepared "
-                f"with number_of_events={ctx.trigger_info.number_of_events}; prepare it "
+                f"with number_of_events={prepared.number_of_events}; prepare it "
                 "with number_of_events=1 for a step scan, or kickoff() for a fly scan"
             )
         settings = await self.settings()
@@ -231,7 +244,7 @@ class PvcamDetector(StandardDetector):
         """Start a fly scan of ``number_of_events`` events (0: until complete()); done
         once the camera runs (for edge triggers: waits for them)."""
         self._raise_announced()
-        if self._prepare_ctx is None:
+        if self._prepared is None:
             raise RuntimeError(f"{self.name}: kickoff() needs prepare(TriggerInfo(...)) first")
         plan = self._plan
         if plan.frames_per_event != 1:
@@ -244,7 +257,7 @@ class PvcamDetector(StandardDetector):
         try:
             await progress.wait(KICKOFF_TIMEOUT_S)
         except _Silent as silent:
-            raise self._silent(silent) from None
+            raise await self._silent(silent) from None
 
     @WatchableAsyncStatus.wrap
     async def complete(self) -> AsyncIterator[WatcherUpdate[int]]:
@@ -261,9 +274,12 @@ class PvcamDetector(StandardDetector):
         self, progress: LoopProgress, target: int, settings: Settings
     ) -> AsyncIterator[WatcherUpdate[int]]:
         """Progress for bluesky's progress bar until the core finishes; its error (the
-        diagnosis) is raised as the core wrote it."""
+        diagnosis) is raised as the core wrote it.  A status the RunEngine's teardown
+        interrupted (an abort, a stop or a halt ended its run) ends quietly: nothing
+        waits on it, and failing it would make ``RE.abort()`` raise."""
         start = time.monotonic()
         silence = self._controller.stall_timeout_s + SILENCE_MARGIN_S
+        run = self._run
         try:
             async for done in progress.updates(silence):
                 yield WatcherUpdate(
@@ -271,12 +287,18 @@ class PvcamDetector(StandardDetector):
                     unit="frames", precision=0, time_elapsed=time.monotonic() - start,
                 )  # fmt: skip
         except _Silent as silent:
-            raise self._silent(silent) from None
+            raise await self._silent(silent) from None
+        except AcquisitionInterrupted:
+            if run is None or not run.ending:
+                raise
+            log.info("%s: the run was torn down while it acquired", self.name)
 
-    def _silent(self, silent: _Silent) -> CameraAcquisitionError:
-        """The core said nothing for far longer than its stall timeout: stop the camera
-        (the files keep what arrived) and say so; the watchdog should have spoken."""
-        self._controller.stop()
+    async def _silent(self, silent: _Silent) -> CameraAcquisitionError:
+        """The core reported nothing for far longer than its stall timeout (its writer
+        reports ten times a second, also while no frame comes or while paused, so its
+        threads have hung): stop the camera (the files keep what arrived; the wait for
+        it runs in a worker thread, off the event loop) and say so."""
+        await asyncio.to_thread(self._controller.stop)
         return CameraAcquisitionError(
             f"{self.name}: no word from the camera's acquisition for {silent.seconds:g} s "
             f"(stall timeout {self._controller.stall_timeout_s:g} s): the camera was stopped; "
@@ -289,6 +311,18 @@ class PvcamDetector(StandardDetector):
         logic = self._acquire_logic
         assert isinstance(logic, PvcamAcquireLogic)
         return logic
+
+    async def collect_asset_docs(self, index: int | None = None) -> AsyncIterator[StreamAsset]:
+        """StreamResource/StreamDatum for what is on disk and not yet handed over.
+        ``index``: bluesky passes the lowest ``get_index()`` of several detectors it
+        collects together; then this one hands over its events below ``index`` only,
+        the rest at a later collect, so the detectors' rows stay aligned event for
+        event.  Alone, every row on disk (``get_index()`` lags the disk)."""
+        provider = self._provider
+        if self._prepared is None or provider is None:
+            raise RuntimeError(f"{self.name}: collect() needs prepare(TriggerInfo(...)) first")
+        for doc in provider.asset_docs(index):
+            yield doc  # type: ignore[misc]
 
     # ---- what the core reports ----------------------------------------------------------
 
@@ -365,18 +399,33 @@ class PvcamDetector(StandardDetector):
         wait for the camera runs in a worker thread, off the event loop."""
         await asyncio.to_thread(self._controller.stop)
 
-    def pause(self) -> None:
-        """The RunEngine pauses: the camera stops (docs/decisions/0009, 0011)."""
-        self._controller.pause()
+    async def pause(self) -> None:
+        """The RunEngine pauses: the camera stops and the frames it gave reach the disk
+        (docs/decisions/0009, 0011); returns once they have, waiting in a worker
+        thread, off the event loop."""
+        await asyncio.to_thread(self._controller.pause)
 
-    def resume(self) -> None:
-        """The RunEngine resumes: a paused fly scan goes on for its missing frames."""
-        self._controller.resume()
+    async def resume(self) -> None:
+        """The RunEngine resumes: a paused fly scan goes on for its missing frames (the
+        camera restarted from a worker thread, off the event loop)."""
+        await asyncio.to_thread(self._controller.resume)
 
     def close(self) -> None:
         """Stop any acquisition, close its files and release the camera."""
         self._controller.close()
         _open_detectors.discard(self)
+
+
+def _file_stem(name: str, filename: str) -> str:
+    """The PathProvider's file name, checked to be one (``<it>_<kind>.h5`` is made
+    in the run's folder beneath its directory, docs/decisions/0011)."""
+    stem = filename.removesuffix(".h5")
+    if not stem or stem in (".", "..") or Path(stem).name != stem or "\\" in stem:
+        raise ValueError(
+            f"{name}: the PathProvider gave filename={filename!r}; a file name without "
+            "folders is needed (the folder is its directory_path)"
+        )
+    return stem
 
 
 @atexit.register

@@ -73,8 +73,10 @@ class LoopProgress:
 
     async def updates(self, silence_s: float) -> AsyncIterator[int]:
         """Frames done, each time the core reports progress, until it settles; then
-        its error is raised, if it failed.  ``silence_s``: the longest wait for news,
-        a backstop behind the core's stall watchdog (which normally speaks first)."""
+        its error is raised, if it failed.  ``silence_s``: the longest wait for any
+        report -- the core reports ten times a second while it works, even when no
+        frame comes (its stall watchdog judges those), so a silence this long means
+        its threads hung."""
         while not self._result.done():
             self._changed.clear()
             changed = asyncio.ensure_future(self._changed.wait())
@@ -97,8 +99,8 @@ class LoopProgress:
 
 
 class _Silent(TimeoutError):
-    """The core said nothing for longer than it ever should: the face stops the camera
-    and says so (see ``PvcamDetector``); not expected while the watchdog works."""
+    """The core reported nothing for longer than it ever should: the face stops the
+    camera and says so (see ``PvcamDetector``); not expected while its threads run."""
 
     def __init__(self, seconds: float):
         super().__init__(seconds)

@@ -6,7 +6,7 @@ profile, CLI and examples share (``make_run_engine``, ``make_camera``).
 from ._plans import count_frames, dark_series, fly_frames, fly_table, format_table, stall_probe
 from ._preprocessors import FramesFolderCheck, StallGuard
 from ._prime_bsi import PrimeBSI
-from ._runs import RunContext, current_run, when_run_ends
+from ._runs import current_run
 from ._setup import log_to_file, make_camera, make_run_engine
 from ._signals import CameraStatus, ProgressStatus
 
@@ -15,7 +15,6 @@ __all__ = [
     "FramesFolderCheck",
     "PrimeBSI",
     "ProgressStatus",
-    "RunContext",
     "StallGuard",
     "count_frames",
     "current_run",
@@ -27,5 +26,4 @@ __all__ = [
     "make_camera",
     "make_run_engine",
     "stall_probe",
-    "when_run_ends",
 ]

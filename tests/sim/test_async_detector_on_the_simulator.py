@@ -32,7 +32,7 @@ def acam(data_dir, request, RE):
     folder = data_dir / "frames" / re.sub(r"[^A-Za-z0-9_.-]", "_", request.node.name)
     with init_devices():
         acam = PvcamDetector(
-            sim=True, path_provider=StaticPathProvider(StaticFilenameProvider("unused"), folder)
+            sim=True, path_provider=StaticPathProvider(StaticFilenameProvider("acam"), folder)
         )
     RE(bps.mv(acam.roi, [0, 0, 128, 64], acam.exposure_time, 0.002))
     yield acam

@@ -29,7 +29,7 @@ from ophyd_async.core import (
     init_devices,
 )
 
-from ophyd_pvcam.asyncio import PvcamDetector
+from ophyd_pvcam.asyncio import PvcamDetector, find_run
 from ophyd_pvcam.errors import (
     CameraAcquisitionError,
     CameraLostError,
@@ -62,7 +62,7 @@ def cam(fake, tmp_path, RE):
     with init_devices():
         cam = PvcamDetector(
             backend=lambda: fake,
-            path_provider=StaticPathProvider(StaticFilenameProvider("unused"), tmp_path),
+            path_provider=StaticPathProvider(StaticFilenameProvider("scan"), tmp_path),
         )
     RE(bps.mv(cam.roi, [0, 0, 16, 8], cam.exposure_time, 0.002))
     yield cam
@@ -446,3 +446,135 @@ def test_a_detector_left_open_is_closed_at_exit(cam, RE, fake):
     assert cam not in _detector._open_detectors
     n, numbers = rows(path)  # a plain open: the file is closed
     assert n >= 19 and numbers == list(range(1, n + 1))  # what came before the exit
+
+
+def test_the_run_engine_and_its_open_run_are_found_from_a_task_of_their_own(RE):
+    """What this face leans on in bluesky 1.15 (``acquisition/_runs.py``): ophyd-async
+    runs each device method as a task of its own, and the RunEngine is found among the
+    loop's tasks with its open run's uid.  Fails at once if either detail changes."""
+    seen = []
+
+    async def look():
+        seen.append((find_run(), asyncio.current_task()))
+
+    def plan():
+        yield from bps.open_run()
+        yield from bps.wait_for([look])
+        yield from bps.close_run()
+
+    RE(plan())
+    ((run, task),) = seen
+    (start,) = [d for n, d in RE.docs if n == "start"]
+    assert run is not None and run.engine is RE and run.uid == start["uid"]
+    assert task is not RE._task  # not the RunEngine's own task: found among the others
+
+    async def outside():
+        return find_run()
+
+    assert call_in_bluesky_event_loop(outside(), timeout=DEADLINE) is None
+
+
+def test_two_detectors_flown_together_are_collected_aligned_on_the_slower(RE, tmp_path):
+    """bluesky collects several detectors up to the lowest index they report; each
+    hands over its rows below that index only, so every collect gives the detectors
+    the same events, however far ahead the faster camera runs."""
+    fast, slow = FakeBackend(period_s=0.002), FakeBackend(period_s=0.006)
+
+    def paths(name):
+        return StaticPathProvider(StaticFilenameProvider(name), tmp_path)
+
+    with init_devices():
+        fast_cam = PvcamDetector(backend=lambda: fast, path_provider=paths("fast"))
+        slow_cam = PvcamDetector(backend=lambda: slow, path_provider=paths("slow"))
+    both = [fast_cam, slow_cam]
+    try:
+        RE(bps.mv(*(x for cam in both for x in (cam.roi, [0, 0, 16, 8]))))
+
+        def plan():
+            for cam in both:
+                yield from bps.stage(cam, wait=True)
+            yield from bps.open_run()
+            for cam in both:
+                yield from bps.prepare(cam, TriggerInfo(number_of_events=60), wait=True)
+            yield from bps.declare_stream(*both, name="primary")
+            for cam in both:
+                yield from bps.kickoff(cam, wait=True)
+            yield from bps.collect_while_completing(both, both, flush_period=0.02)
+            yield from bps.close_run()
+            for cam in both:
+                yield from bps.unstage(cam, wait=True)
+
+        RE(plan())
+        valid(RE.docs)
+        spans = {}
+        for cam in both:
+            key = f"{cam.name}_image"
+            (resource,) = [d["uid"] for n, d in RE.docs
+                           if n == "stream_resource" and d["data_key"] == key]  # fmt: skip
+            datums = [d["indices"] for n, d in RE.docs
+                      if n == "stream_datum" and d["stream_resource"] == resource]  # fmt: skip
+            spans[cam.name] = [(indices["start"], indices["stop"]) for indices in datums]
+        assert spans["fast_cam"] == spans["slow_cam"]  # collect by collect, the same events
+        assert len(spans["fast_cam"]) > 1 and spans["fast_cam"][-1][1] == 60
+        for cam in both:
+            assert rows(cam.last_file)[0] == 60  # every row referenced, none kept apart
+    finally:
+        for cam in both:
+            cam.close()
+
+
+def test_the_path_provider_names_the_folder_and_the_files(cam, RE, tmp_path):
+    """``directory_path`` is the folder, ``filename`` the files' name, within the
+    run's own folder (by date and run uid, where recovery looks for them)."""
+    (start_uid,) = RE(bp.count([cam], num=1))
+    path = cam.last_file
+    assert path.name == "scan_step.h5" and path.parent.name == start_uid
+    assert path.parent.parent.parent.parent.parent == tmp_path  # <tmp>/YYYY/MM/DD/<uid>
+
+
+@pytest.mark.parametrize("filename", ["../elsewhere", "a/b", ""])
+def test_a_path_provider_filename_with_folders_is_refused_at_prepare(fake, RE, tmp_path, filename):
+    with init_devices():
+        cam = PvcamDetector(
+            backend=lambda: fake,
+            path_provider=StaticPathProvider(StaticFilenameProvider(filename), tmp_path),
+        )
+    try:
+        with pytest.raises(FailedStatus) as raised:
+            RE(fly(cam, 5))
+        error = raised.value.__cause__
+        assert isinstance(error, ValueError) and "\n" not in str(error)
+        assert f"filename={filename!r}" in str(error) and "without folders" in str(error)
+        assert not list(tmp_path.rglob("*.h5"))
+    finally:
+        cam.close()
+
+
+def test_a_silent_core_is_backed_up_the_camera_stopped_and_said_so(cam, RE, fake, monkeypatch):
+    """Should the core fall silent -- no progress report (the writer's, ten a second
+    even while nothing comes) and no word from its watchdog, as if its threads hung --
+    the face's backstop, a margin beyond the stall timeout, stops the camera and fails
+    complete() saying so; the file closes with what came, and the next plan works."""
+    from ophyd_pvcam.acquisition import StallMonitor
+    from ophyd_pvcam.acquisition._fly import FlySession
+    from ophyd_pvcam.asyncio import _detector
+
+    monkeypatch.setattr(StallMonitor, "arm", lambda self, timeout, on_stall: 0)
+    monkeypatch.setattr(FlySession, "_written", lambda self, processed, flushed: None)
+    monkeypatch.setattr(_detector, "SILENCE_MARGIN_S", 0.5)
+    fake.script[10] = "stall"
+    RE(bps.mv(cam.stall_timeout, 0.2))
+    with pytest.raises(FailedStatus) as raised:
+        RE(fly(cam, 40))
+    error = raised.value.__cause__
+    assert isinstance(error, CameraAcquisitionError)
+    assert "no word from the camera's acquisition for 0.7 s" in str(error)
+    assert "the camera was stopped" in str(error)
+    assert not cam.controller.acquiring and not fake.streaming
+    n, numbers = rows(cam.last_file)  # closed and readable
+    assert n == stream_stop(RE.docs, "cam_image") and numbers == list(range(1, n + 1))
+    monkeypatch.undo()
+    fake.resume.set()
+    RE.docs.clear()
+    RE(bp.count([cam], num=2))
+    assert [n for n, _ in RE.docs].count("event") == 2

@@ -1,11 +1,12 @@
-"""The two details of bluesky the device leans on to follow its run (see runs.py)."""
+"""The two details of bluesky the ophyd face leans on to follow its run (see
+``acquisition/_runs.py``; the ophyd-async face's are in ``test_async_detector.py``)."""
 
 from __future__ import annotations
 
 import bluesky.plan_stubs as bps
 from bluesky import RunEngine
 
-from ophyd_pvcam.device import current_run, when_run_ends
+from ophyd_pvcam.device import current_run
 
 
 class Probe:
@@ -21,7 +22,7 @@ class Probe:
     def kickoff(self):
         run = current_run()
         self.seen.append(run)
-        when_run_ends(run, lambda: self.ended.append(run.engine.state))
+        run.when_ends(lambda: self.ended.append(run.engine.state))
         return _done()
 
     def complete(self):
