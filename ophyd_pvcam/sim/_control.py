@@ -193,20 +193,20 @@ def buffer_full(camera: int = 0) -> bool:
     return bool(library().pvsim_buffer_full(_check_camera(camera)))
 
 
+_STATS_FIELDS = (  # the layout of pvsim_stats_t: uint64_t each
+    "frames_generated",
+    "frames_written",
+    "frames_overwritten",
+    "notes_discarded",
+    "sensor_cpu_ns",
+    "notifier_cpu_ns",
+    "callback_cpu_ns",
+    "max_backlog",
+)
+
+
 class _Stats(ctypes.Structure):
-    _fields_ = [  # the layout of pvsim_stats_t
-        (name, ctypes.c_uint64)
-        for name in (
-            "frames_generated",
-            "frames_written",
-            "frames_overwritten",
-            "notes_discarded",
-            "sensor_cpu_ns",
-            "notifier_cpu_ns",
-            "callback_cpu_ns",
-            "max_backlog",
-        )
-    ]
+    _fields_ = [(name, ctypes.c_uint64) for name in _STATS_FIELDS]
 
 
 @dataclass(frozen=True)
@@ -224,7 +224,7 @@ class SimStats:
     max_backlog: int  #: most frame events ever waiting for the callback thread
 
     def __sub__(self, other: SimStats) -> SimStats:
-        fields = {name: getattr(self, name) - getattr(other, name) for name, _ in _Stats._fields_}
+        fields = {name: getattr(self, name) - getattr(other, name) for name in _STATS_FIELDS}
         fields["max_backlog"] = self.max_backlog
         return SimStats(**fields)
 
@@ -246,7 +246,7 @@ def stats(camera: int | None = None) -> SimStats:
     makes frames overwritten (counted here), never a slower sensor."""
     raw = _Stats()
     library().pvsim_stats(_check_camera(camera), ctypes.byref(raw))
-    return SimStats(**{name: int(getattr(raw, name)) for name, _ in _Stats._fields_})
+    return SimStats(**{name: int(getattr(raw, name)) for name in _STATS_FIELDS})
 
 
 def param_calls_mid_stream(camera: int | None = None) -> int:
