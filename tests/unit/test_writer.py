@@ -6,6 +6,7 @@ gives every slot back to the queue."""
 from __future__ import annotations
 
 import errno
+import os
 import threading
 import time
 
@@ -175,3 +176,30 @@ def test_a_partly_filled_batch_is_in_the_file_at_every_flush_and_a_rewrite_keeps
         numbers = list(f["entry/instrument/NDAttributes/frame_number"][()])
     assert stored == [1, 2, 3, 100, 5, 6, 7, 8, 9]
     assert numbers == stored
+
+
+def test_the_written_pages_are_synced_and_dropped_from_the_page_cache_on_the_side(
+    queue, tmp_path, monkeypatch
+):
+    """Every SYNC_EVERY_BYTES stored (here every frame), a helper syncs the file and
+    drops its pages; it ends before the writer does, and the frames are intact."""
+    monkeypatch.setattr(writer_module, "SYNC_EVERY_BYTES", 1)
+    dropped = []
+    fadvise = os.posix_fadvise
+
+    def recording(fd, offset, length, advice):
+        dropped.append(advice)
+        fadvise(fd, offset, length, advice)
+
+    monkeypatch.setattr(os, "posix_fadvise", recording)
+    file = FrameFile(tmp_path / "f.h5", SHAPE, {})
+    writer = FrameWriter(file, queue, Progress())
+    writer.start()
+    submit(queue, writer, range(1, 11))
+    assert writer.drain(DEADLINE)
+    assert writer.stop(DEADLINE)
+    assert dropped and set(dropped) == {os.POSIX_FADV_DONTNEED}
+    assert writer._syncer is not None and not writer._syncer.is_alive()
+    file.close(keep=file.rows)
+    with h5py.File(tmp_path / "f.h5", "r") as f:
+        assert [int(frame[0, 0]) for frame in f[DATA_PATH][()]] == list(range(1, 11))
