@@ -175,14 +175,22 @@ def _throughput_goals(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _other_goals(results: dict[str, Any]) -> list[dict[str, Any]]:
     goals = []
-    for case in results.get("step_scan", {}).get("cases", []):
+    step = results.get("step_scan", {})
+    for case in step.get("cases", []):
         ratio = case["camera_over_bare"]
+        note = "median ms per point, camera / bare"
+        if case["case"]["width"] < 2048 and "reference" in step:
+            # issue 21: at small frames the RunEngine's own per-point cost (ophyd.sim.det
+            # in the same run) is part of the base
+            base = case["bare"]["period_ms"]["median"] + step["reference"]["period_ms"]["median"]
+            ratio = case["camera"]["period_ms"]["median"] / base
+            note = "median ms per point, camera / (bare + ophyd.sim.det)"
         goals.append(
             _goal(
                 f"3. step scan within 1.2x a bare trigger+write loop ({case['case']['label']})",
                 round(ratio, 2),
                 ratio <= 1.2,
-                "median ms per point, camera / bare",
+                note,
             )
         )
     stall = results.get("stall_latency")
@@ -202,6 +210,17 @@ def _other_goals(results: dict[str, Any]) -> list[dict[str, Any]]:
         goals += _memory_goals(memory)
     for row in results.get("sustained", {}).get("points", []):
         device, label = row["device"], row["point"]["label"]
+        if row["point"]["width"] < 2048:  # the 6 kHz ROI: the writer's lag is the goal
+            lag = device["writer_lag_s"]
+            goals.append(
+                _goal(
+                    f"6. {row['point']['frames']} x {label}: writer under 1 s behind, 0 lost",
+                    f"{lag:.3f} s, {device['lost']} lost",
+                    lag < 1.0 and device["lost"] == 0,
+                    "most frames waiting for the writer, as seconds of frames",
+                )
+            )
+            continue
         ok = device["lost"] == 0 and device["camera_pace"] >= 0.99
         goals.append(
             _goal(
