@@ -11,11 +11,13 @@ Three ways to put the same frames into HDF5, measured side by side in one run:
 The simulated camera paces frames at max(exposure, rows x line time), so a
 rate is chosen with the ROI height and the exposure.  Both the bare loop and
 the device get the same circular buffer.  The simulated camera runs in this
-process: its CPU (rendering pixels) is in every CPU figure, on both sides.
+process: its CPU (a copy per frame from its pool, ADR 0012) is in every CPU figure, on
+both sides.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -222,8 +224,11 @@ def configure_device(camera: Any, point: Point, compression: str = "bslz4") -> N
     camera.buffer_frames.set(point.buffer_frames).wait(5)
 
 
-def measure_device(point: Point, folder: Path, compression: str = "bslz4") -> dict[str, Any]:
-    """The device end to end: kickoff, complete, collect (documents included)."""
+def measure_device(
+    point: Point, folder: Path, compression: str = "bslz4", watch: Any = None
+) -> dict[str, Any]:
+    """The device end to end: kickoff, complete, collect (documents included).
+    ``watch(camera)``: a context manager held around the fly scan."""
     engine = common.run_engine()
     camera = common.new_device(folder)
     try:
@@ -233,7 +238,11 @@ def measure_device(point: Point, folder: Path, compression: str = "bslz4") -> di
         marks: dict[str, float] = {}
         generated = sim.frames_generated()
         try:
-            with common.Sampler() as sampler, common.cpu_clock() as clock:
+            with (
+                watch(camera) if watch else contextlib.nullcontext(),
+                common.Sampler() as sampler,
+                common.cpu_clock() as clock,
+            ):
                 engine(_timed_fly(camera, marks))
         finally:
             engine.unsubscribe(token)

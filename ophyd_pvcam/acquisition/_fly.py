@@ -36,6 +36,7 @@ class FlySession(Session):
     """One fly scan (one file): kickoff, complete, collect."""
 
     kind = "fly"
+    batches_frames = True
     rules = FLY_RULES
 
     def __init__(

@@ -83,7 +83,15 @@ from ophyd_pvcam.errors import (
 )
 from ophyd_pvcam.hardware import CameraError, CameraSetup, FrameInfo, Readings
 from ophyd_pvcam.paths import frame_file_path
-from ophyd_pvcam.storage import AssetDocs, FrameFile, FrameQueue, FrameWriter, Row, check_free_space
+from ophyd_pvcam.storage import (
+    AssetDocs,
+    FrameFile,
+    FrameQueue,
+    FrameWriter,
+    Row,
+    check_free_space,
+    frames_per_chunk,
+)
 
 from ._ledger import MEMORY, TORN, FrameLedger, Placement
 from ._owner import CameraOwner, Stream
@@ -127,6 +135,9 @@ class Session:
     """Base of ``StepSession`` and ``FlySession``."""
 
     kind = "frames"
+    # small frames share HDF5 chunks (ADR 0012): a fly scan's; a step point flushes at
+    # every point, and would store its growing chunk again each time
+    batches_frames = False
     row_statistics = False  # does _row_written look at each frame (then it gets them)
     rules: dict[tuple[Phase, Call], Rule]  # the kind's table (_states.py)
 
@@ -159,7 +170,13 @@ class Session:
             "run_uid": run_uid or "",
             "camera_settings": ctx.attributes,
         }
-        self.file = FrameFile(self.path, ctx.setup.image_shape, attributes, ctx.compression)
+        self.file = FrameFile(
+            self.path,
+            ctx.setup.image_shape,
+            attributes,
+            ctx.compression,
+            frames_per_chunk(ctx.setup.image_shape, self.batches_frames),
+        )
         self.docs = self._documents()
         self.writer = FrameWriter(
             self.file,

@@ -15,6 +15,7 @@ from ._control import (
     FAULT_KINDS,
     Fault,
     FaultSpecError,
+    SimStats,
     active_fault_count,
     buffer_full,
     clear_faults,
@@ -28,6 +29,7 @@ from ._control import (
     param_calls_mid_stream,
     parse_fault_spec,
     set_seed,
+    stats,
 )
 from ._loader import SimulatorError, is_loaded, library_path, requested_by_environment
 from ._pixels import frame_number
@@ -36,6 +38,7 @@ __all__ = [
     "FAULT_KINDS",
     "Fault",
     "FaultSpecError",
+    "SimStats",
     "SimulatorError",
     "active_fault_count",
     "buffer_full",
@@ -54,4 +57,5 @@ __all__ = [
     "parse_fault_spec",
     "requested_by_environment",
     "set_seed",
+    "stats",
 ]

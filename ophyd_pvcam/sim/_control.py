@@ -193,6 +193,62 @@ def buffer_full(camera: int = 0) -> bool:
     return bool(library().pvsim_buffer_full(_check_camera(camera)))
 
 
+_STATS_FIELDS = (  # the layout of pvsim_stats_t: uint64_t each
+    "frames_generated",
+    "frames_written",
+    "frames_overwritten",
+    "notes_discarded",
+    "sensor_cpu_ns",
+    "notifier_cpu_ns",
+    "callback_cpu_ns",
+    "max_backlog",
+)
+
+
+class _Stats(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_uint64) for name in _STATS_FIELDS]
+
+
+@dataclass(frozen=True)
+class SimStats:
+    """What the simulated camera itself cost and what overran, since the library was
+    loaded (see :func:`stats`).  Subtract two readings to cover one run."""
+
+    frames_generated: int  #: frames the sensor finished, drops included
+    frames_written: int  #: frames copied into the host's buffer
+    frames_overwritten: int  #: written, then rewritten by the sensor before their callback
+    notes_discarded: int  #: callback events discarded because the queue was full
+    sensor_cpu_ns: int  #: CPU of the sensor threads (copying and stamping frames)
+    notifier_cpu_ns: int  #: CPU of the callback threads outside the callbacks
+    callback_cpu_ns: int  #: CPU inside the callbacks (pvc's handler: the host's work)
+    max_backlog: int  #: most frame events ever waiting for the callback thread
+
+    def __sub__(self, other: SimStats) -> SimStats:
+        fields = {name: getattr(self, name) - getattr(other, name) for name in _STATS_FIELDS}
+        fields["max_backlog"] = self.max_backlog
+        return SimStats(**fields)
+
+    @property
+    def cpu_per_frame_us(self) -> float:
+        """The simulator's own CPU (sensor and callback threads, callbacks excluded) per
+        frame generated, in microseconds; nan before any frame."""
+        if not self.frames_generated:
+            return math.nan
+        return (self.sensor_cpu_ns + self.notifier_cpu_ns) / self.frames_generated / 1e3
+
+
+def stats(camera: int | None = None) -> SimStats:
+    """The simulator's own cost and overruns, over the life of the library, for one
+    camera or summed over all (``max_backlog``: the largest).
+
+    The sensor copies each frame from a pool rendered once into the host's buffer on
+    its own schedule; a second thread makes the frame callbacks.  A callback held up
+    makes frames overwritten (counted here), never a slower sensor."""
+    raw = _Stats()
+    library().pvsim_stats(_check_camera(camera), ctypes.byref(raw))
+    return SimStats(**{name: int(getattr(raw, name)) for name in _STATS_FIELDS})
+
+
 def param_calls_mid_stream(camera: int | None = None) -> int:
     """Parameter calls (``pl_get_param`` with any attribute, ``pl_set_param``,
     ``pl_get_enum_param``, ``pl_enum_str_length``) made on the camera(s) while a

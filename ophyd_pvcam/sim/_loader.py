@@ -120,6 +120,7 @@ def _declare_control_api(lib: ctypes.CDLL) -> None:
         "pvsim_buffer_full": (c_int, [c_int]),
         "pvsim_param_calls_mid_stream": (u64, [c_int]),
         "pvsim_last_param_mid_stream": (ctypes.c_uint32, [c_int]),
+        "pvsim_stats": (None, [c_int, ctypes.c_void_p]),
     }
     for name, (restype, argtypes) in signatures.items():
         function = getattr(lib, name)

@@ -36,7 +36,7 @@ from ._reader import (
     read_frame_file,
 )
 from ._records import read_record
-from ._writer import FrameFile, FrameWriter, Row, check_free_space
+from ._writer import FrameFile, FrameWriter, Row, check_free_space, frames_per_chunk
 
 __all__ = [
     "BLOCK_ELEMENTS",
@@ -62,6 +62,7 @@ __all__ = [
     "datum_id",
     "event_doc",
     "file_descriptor",
+    "frames_per_chunk",
     "image_key",
     "is_closed",
     "lookup3",

@@ -56,6 +56,24 @@ STOP_MARGIN_BYTES = 1 << 20  # writing stops when this (and four frames) is all 
 # tens of microseconds of Python and GIL traffic: at 128 x 32 (6 kHz) that slowed the camera
 # to two thirds of its rate, while a 512 x 512 frame compresses in ~0.3 ms on one core.
 PARALLEL_MIN_BYTES = 1 << 20
+# A fly scan's small frames share chunks of about this size (ADR 0012): HDF5 costs ~150 us
+# per chunk whatever its size, which at 128 x 32 and 6 kHz is more than a frame period.
+BATCH_MAX_FRAME_BYTES = 256 << 10  # frames up to this size are batched
+BATCH_CHUNK_BYTES = 1 << 20
+# Every this many bytes stored, a helper thread syncs the file and drops its pages from
+# the page cache: on a VM, the page cache growing into memory the guest has not used yet
+# costs the writing thread ~25 ms of CPU per 8 MiB (the host backs each new page);
+# pages dropped are reused at once, at ~1 ms per 8 MiB, and memory stays bounded.
+SYNC_EVERY_BYTES = 64 << 20
+
+
+def frames_per_chunk(shape: tuple[int, int], batch: bool) -> int:
+    """How many frames of ``shape`` go in one HDF5 chunk: one, unless ``batch`` (a fly
+    scan) and the frame is small."""
+    frame_bytes = int(shape[0]) * int(shape[1]) * 2
+    if not batch or frame_bytes > BATCH_MAX_FRAME_BYTES:
+        return 1
+    return max(1, min(GROW_FRAMES, BATCH_CHUNK_BYTES // frame_bytes))
 
 
 def reserve_bytes(frame_bytes: int) -> int:
@@ -150,11 +168,26 @@ class FrameFile:
         shape: tuple[int, int],
         attributes: dict[str, Any],
         compression: str = "none",
+        frames_per_chunk: int = 1,
     ):
         self.path = path
         self.shape = tuple(int(n) for n in shape)
         self.compression = compression
-        self._codec = Bslz4(self.shape) if compression == "bslz4" else None
+        self.frames_per_chunk = batch = max(1, int(frames_per_chunk))
+        h, w = self.shape
+        self._codec = Bslz4((batch, h, w)) if compression == "bslz4" else None
+        # batched frames gather here until their chunk is full or the file is flushed
+        # (a partly filled chunk is stored at every flush, its missing rows zero, and
+        # stored again once more of its rows come: what a flush made visible stays)
+        self._batch = np.zeros((batch, h, w), np.uint16) if batch > 1 else None
+        self._batch_index = -1  # the chunk in _batch (-1: none)
+        self._batch_dirty = False
+        self._batch_filled = 0  # rows of the chunk in _batch, from its start, filled
+        self._batch_on_disk = 0  # ... and of those, stored in the file
+        self.bytes_stored = 0  # chunk bytes handed to HDF5
+        # the first row a failed store of a batch left out of the file (its rows are no
+        # longer counted in ``rows``): the writer counts them unwritten
+        self.first_unstored: int | None = None
         self._records = {
             name: np.zeros(GROW_FRAMES, dtype) for name, dtype in RECORD_DTYPES.items()
         }
@@ -170,7 +203,7 @@ class FrameFile:
                 DATA_PATH,
                 shape=(0, h, w),
                 maxshape=(None, h, w),
-                chunks=(1, h, w),
+                chunks=(batch, h, w),
                 dtype=np.uint16,
                 **dataset_options(compression),
             )
@@ -207,19 +240,98 @@ class FrameFile:
         """Worth compressing each frame in halves on two threads."""
         return self._codec is not None and self.frame_bytes >= PARALLEL_MIN_BYTES
 
+    @property
+    def batched(self) -> bool:
+        """Frames share chunks: :meth:`write` them with no chunk (no :meth:`chunk` per
+        frame)."""
+        return self._batch is not None
+
     def chunk(self, pixels: np.ndarray, pool: Executor | None = None) -> np.ndarray:
         """The chunk to store for ``pixels`` (compressed in halves on ``pool`` and this
         thread if given; valid until the next call)."""
         pixels = np.ascontiguousarray(pixels, np.uint16)
         return pixels if self._codec is None else self._codec.chunk(pixels, pool)
 
-    def write(self, row: Row, pixels: np.ndarray, chunk: np.ndarray) -> None:
-        """Store ``chunk`` (from :meth:`chunk`) as ``row`` and record ``row``'s numbers."""
-        data = self._data
-        if row.row >= self._allocated:  # resizing per frame would cost more than the frame
-            self._allocated = row.row + GROW_FRAMES
-            data.resize(self._allocated, axis=0)
-        data.id.write_direct_chunk((row.row, 0, 0), chunk)
+    def _grow(self, rows: int) -> None:
+        if rows > self._allocated:  # resizing per frame would cost more than the frame
+            self._allocated = max(rows, self._allocated + GROW_FRAMES)
+            self._data.resize(self._allocated, axis=0)
+
+    def _write_chunk(self, row: int, chunk: np.ndarray) -> None:
+        """The one HDF5 call that stores frames: the chunk that starts at ``row``."""
+        self._data.id.write_direct_chunk((row, 0, 0), chunk)
+        self.bytes_stored += chunk.nbytes
+
+    def dup_fileno(self) -> int | None:
+        """A duplicate of the file's descriptor (the caller closes it), to sync and drop
+        its pages from another thread; None if HDF5's driver has no plain descriptor."""
+        try:
+            handle = self._open_file().id.get_vfd_handle()
+            return os.dup(int(handle))
+        except (OSError, RuntimeError, TypeError, ValueError):
+            return None
+
+    def write(self, row: Row, pixels: np.ndarray, chunk: np.ndarray | None) -> None:
+        """Store ``chunk`` (from :meth:`chunk`) as ``row`` and record ``row``'s numbers;
+        batched frames (``chunk`` None) go into their chunk, see :meth:`_put`."""
+        if self._batch is not None:
+            self._put(row, pixels)
+            return
+        assert chunk is not None
+        self._grow(row.row + 1)
+        self._write_chunk(row.row, chunk)
+        self._record(row)
+
+    def _put(self, row: Row, pixels: np.ndarray) -> None:
+        """Batched frames: copy ``pixels`` into ``row``'s chunk, stored once it is full
+        (or at the next flush), and record ``row``'s numbers."""
+        batch = self._batch
+        assert batch is not None
+        index, at = divmod(row.row, self.frames_per_chunk)
+        if index != self._batch_index:
+            self._store_batch()
+            self._load_batch(index)
+        batch[at] = pixels
+        self._batch_dirty = True
+        self._batch_filled = max(self._batch_filled, at + 1)
+        self._record(row)
+        if at == self.frames_per_chunk - 1:
+            self._store_batch()
+
+    def _load_batch(self, index: int) -> None:
+        """Begin chunk ``index``: zeros, or the rows of it already in the file (a row
+        written again after rows were dropped)."""
+        batch = self._batch
+        assert batch is not None
+        start = index * self.frames_per_chunk
+        batch[:] = 0
+        present = min(self.rows, self._allocated, start + self.frames_per_chunk) - start
+        if present > 0:
+            self._data.read_direct(batch, np.s_[start : start + present], np.s_[:present])
+        self._batch_index = index
+        self._batch_filled = self._batch_on_disk = max(0, present)
+
+    def _store_batch(self) -> None:
+        """Store the chunk being filled, if anything changed in it."""
+        if self._batch is None or not self._batch_dirty:
+            return
+        start = self._batch_index * self.frames_per_chunk
+        self._batch_dirty = False  # a failed store is not tried again
+        try:
+            self._grow(start + self.frames_per_chunk)
+            self._write_chunk(start, self.chunk(self._batch))
+        except BaseException:
+            # the rows not stored before are not in the file: they stop counting (their
+            # records are not flushed either), so what the file holds is what it says
+            first = start + self._batch_on_disk
+            if self.rows > first:
+                self.rows = first
+            if self.first_unstored is None or first < self.first_unstored:
+                self.first_unstored = first
+            raise
+        self._batch_on_disk = self._batch_filled
+
+    def _record(self, row: Row) -> None:
         if row.row >= len(self._records["frame_number"]):
             for name, values in self._records.items():
                 self._records[name] = np.resize(values, 2 * (row.row + 1))
@@ -242,7 +354,10 @@ class FrameFile:
 
     def flush(self) -> None:
         """Make everything written so far visible to readers (records are written in
-        batches: resizing four small datasets per frame would cost more than a frame)."""
+        batches: resizing four small datasets per frame would cost more than a frame).
+        A partly filled chunk of batched frames is stored first, so every row recorded
+        is in the file."""
+        self._store_batch()
         start = min(self._dirty_from, self._flushed)
         for name in RECORD_DTYPES:
             dataset = self._record_sets[name]
@@ -278,6 +393,7 @@ class FrameFile:
             self.rows = min(self.rows, end)
         moved = max(0, self.rows - keep)
         try:
+            self._store_batch()  # the rows moved are read back from the file
             if moved:
                 try:
                     self._move_unreferenced(keep)
@@ -365,6 +481,49 @@ class FrameWriter:
             else None
         )
         self._thread = threading.Thread(target=self._run, name=f"{name}-writer", daemon=True)
+        self._sync_wanted = threading.Event()
+        self._sync_done = False
+        self._synced_at = 0  # file.bytes_stored when the last sync was asked for
+        self._syncer: threading.Thread | None = None
+
+    def _start_syncer(self) -> None:
+        fd = self.file.dup_fileno()
+        if fd is None:
+            return
+        self._syncer = threading.Thread(
+            target=self._sync_pages, args=(fd,), name=f"{self._thread.name}-sync", daemon=True
+        )
+        self._syncer.start()
+
+    def _sync_pages(self, fd: int) -> None:
+        """Sync the file and drop its clean pages from the page cache, whenever asked
+        (the writer goes on meanwhile; the call waits for the disk, not the CPU)."""
+        try:
+            while True:
+                self._sync_wanted.wait()
+                self._sync_wanted.clear()
+                if self._sync_done:
+                    return
+                try:
+                    os.fdatasync(fd)
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                except OSError as error:  # a full disk: the writer reports it
+                    log.debug("%s: sync failed: %s", self.file.path, error)
+        finally:
+            os.close(fd)
+
+    def _maybe_sync(self) -> None:
+        if self.file.bytes_stored - self._synced_at >= SYNC_EVERY_BYTES:
+            self._synced_at = self.file.bytes_stored
+            if self._syncer is None:
+                self._start_syncer()
+            self._sync_wanted.set()
+
+    def _stop_syncer(self) -> None:
+        self._sync_done = True
+        self._sync_wanted.set()
+        if self._syncer is not None:
+            self._syncer.join()
 
     def start(self) -> None:
         """Start the thread: only now do the callbacks run (whoever holds the writer may
@@ -427,6 +586,7 @@ class FrameWriter:
                 finally:
                     self._queue.release(slot)
                 self.processed += 1
+                self._maybe_sync()
             idle = self._queue.depth == 0
             now = time.monotonic()
             due = flush_now or (self._flush_requested and idle)
@@ -442,6 +602,7 @@ class FrameWriter:
                     break
         if self._helper is not None:
             self._helper.shutdown()
+        self._stop_syncer()  # before the file can close: it syncs a copy of its descriptor
         self._flush()
         self._on_progress(self.processed, self.flushed)
         with self._condition:
@@ -477,6 +638,16 @@ class FrameWriter:
                                      "closes cleanly)"))  # fmt: skip
                 self._not_written(row)
                 return
+        if self.file.batched:  # small frames share chunks: one copy, no HDF5 call
+            try:
+                self.file.write(row, pixels, None)
+            except (OSError, RuntimeError) as error:
+                self._fail(error)
+                self._not_written(row)
+                return
+            if self._on_row is not None:
+                self._on_row(row, pixels)
+            return
         try:
             chunk = self.file.chunk(pixels, self._helper)
         except RuntimeError as error:
@@ -505,6 +676,11 @@ class FrameWriter:
             self.first_unwritten = row.row
 
     def _fail(self, error: BaseException) -> None:
+        unstored = self.file.first_unstored  # a batch of rows that did not reach the file
+        if unstored is not None and (
+            self.first_unwritten is None or unstored < self.first_unwritten
+        ):
+            self.first_unwritten = unstored
         full = isinstance(error, OSError) and error.errno == errno.ENOSPC
         what = "the disk is full" if full else str(error)
         self.error = disk_error(

@@ -172,6 +172,60 @@ def test_overwrite_keeps_streaming_and_overwrites_the_oldest(camera):
         sdk.clear_callback(camera.handle, PL_CALLBACK_EOF)
 
 
+def test_a_held_up_callback_overwrites_frames_counted_and_never_slows_the_sensor(camera):
+    """The sensor does not wait for the host: while the first EOF callback is held, it
+    goes on copying frames into the 4-slot buffer; the frames overwritten before their
+    callback came are skipped (a gap in frame numbers) and counted."""
+    import threading
+
+    sdk = Sdk()
+    region = Region.of(0, 0, 64, 32)  # 32 rows: ~0.33 ms per frame
+    frame_bytes = sdk.setup_cont(camera.handle, region, 1, CIRC_OVERWRITE)
+    buffer = np.zeros(frame_bytes * 4 // 2, dtype=np.uint16)
+    release, held = threading.Event(), threading.Event()
+    arrived = []
+
+    def on_eof(info):
+        arrived.append((info.FrameNr, info.TimeStampBOF))
+        if not held.is_set():
+            held.set()
+            release.wait(10)
+
+    before = sim.stats(0)
+    sdk.on_frame(camera.handle, PL_CALLBACK_EOF, on_eof)
+    sdk.start_cont(camera.handle, buffer)
+    try:
+        assert held.wait(5), "no first callback"
+        held_number = arrived[0][0]  # 1, unless the callback thread was slow to run at all
+        deadline = time.monotonic() + 10
+        while (sim.stats(0) - before).frames_written < held_number + 60:  # the sensor goes on
+            assert time.monotonic() < deadline, "the sensor waited for the callback"
+            time.sleep(0.005)
+        written_while_held = (sim.stats(0) - before).frames_written
+        assert len(arrived) == 1  # still inside the first callback
+        release.set()
+        deadline = time.monotonic() + 10
+        while len(arrived) < 20:
+            assert time.monotonic() < deadline, "callbacks did not resume"
+            time.sleep(0.005)
+    finally:
+        release.set()
+        sdk.abort(camera.handle)
+        sdk.clear_callback(camera.handle, PL_CALLBACK_EOF)
+    run = sim.stats(0) - before
+    numbers = [number for number, _ in arrived]
+    # the frames after the held one, up to written_while_held - 4, were rewritten before
+    # their callback came (and any before it, if the callback thread started late)
+    assert numbers[0] == held_number
+    assert run.frames_overwritten >= written_while_held - 4 - 1
+    assert numbers[1] > written_while_held - 4 > held_number
+    assert numbers == sorted(set(numbers))  # no frame twice, none out of order
+    # everything the sensor wrote was delivered, counted overwritten, or still queued
+    # when the acquisition stopped
+    assert run.frames_written >= len(arrived) + run.frames_overwritten
+    assert run.sensor_cpu_ns > 0 and run.callback_cpu_ns > 0  # both threads accounted
+
+
 def test_frame_records_carry_the_modelled_timing(camera):
     """BOF/EOF callbacks: FrameNr from 1; TimeStampBOF one period apart;
     EOF an exposure plus a readout after BOF; all in 0.1 ms units."""

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import bluesky.plans as bp
+import h5py
 import numpy as np
 import pytest
 from helpers import cli_env, run_cli, start_python
@@ -18,6 +19,7 @@ import databroker, numpy as np
 from event_model import DocumentNames, schema_validators
 from ophyd_pvcam import open_catalog
 from ophyd_pvcam.catalog import documents
+from ophyd_pvcam.sim import frame_number
 catalog = open_catalog(sys.argv[1])
 db = databroker.temp()
 report = {}
@@ -33,14 +35,24 @@ for uid, stream in json.loads(sys.argv[2]):
     # ... then tiled reads the same file in the same process
     tiled = run[stream]["cam_image"].read()
     tiled_docs = [name for name, _ in run.documents()]
+    numbers = [frame_number(frame) for frame in tiled.reshape(-1, *tiled.shape[-2:])]
     report[uid] = {"names": sorted(set(names)), "same": bool(np.array_equal(filled, tiled)),
-                   "shape": list(tiled.shape), "tiled_docs": [tiled_docs[0], tiled_docs[-1]]}
+                   "shape": list(tiled.shape), "tiled_docs": [tiled_docs[0], tiled_docs[-1]],
+                   "numbers": numbers}
 print(json.dumps(report))
 """
 
 
+FLY_BATCH = 5  # frames per HDF5 chunk in the fly scan: 12 frames make 5 + 5 + 2
+
+
 @pytest.fixture
-def two_runs(RE, cam):
+def two_runs(RE, cam, monkeypatch):
+    from ophyd_pvcam.storage import _writer
+
+    # small frames of a fly scan share chunks (ADR 0012); five to a chunk here, so the
+    # run ends in a partly filled one
+    monkeypatch.setattr(_writer, "BATCH_CHUNK_BYTES", FLY_BATCH * 64 * 32 * 2)
     cam.roi.set((0, 0, 64, 32)).wait(5)
     cam.exposure_time.set(0.002).wait(5)
     cam.frames_per_point.set(2).wait(5)
@@ -59,6 +71,10 @@ def test_documents_round_trip_through_databroker_with_pixel_identical_images(two
     (count_uid, _), (fly_uid, _) = two_runs
     assert report[count_uid]["shape"] == [3, 2, 32, 64]
     assert report[fly_uid]["shape"] == [12, 1, 32, 64]
+    assert report[fly_uid]["numbers"] == list(range(1, 13))  # every frame, in order
+    (fly_file,) = data_dir.rglob(f"{fly_uid}/cam_fly.h5")
+    with h5py.File(fly_file, "r") as f:
+        assert f["entry/data/data"].chunks == (FLY_BATCH, 32, 64)  # batched, and read back
     for result in report.values():
         assert result["same"]
         assert result["names"] == ["datum", "descriptor", "event", "resource", "start", "stop"]
@@ -70,6 +86,7 @@ def test_export_tiff_and_show_name_the_frame_files(two_runs, data_dir, tmp_path)
     import tifffile
 
     from ophyd_pvcam import open_catalog
+    from ophyd_pvcam.sim import frame_number
 
     env = cli_env(data_dir)
     (count_uid, _), (fly_uid, _) = two_runs
@@ -89,6 +106,18 @@ def test_export_tiff_and_show_name_the_frame_files(two_runs, data_dir, tmp_path)
         stack = f.asarray()
     images = open_catalog(data_dir / "catalog")[count_uid]["primary"]["cam_image"].read()
     assert np.array_equal(stack, images.reshape(-1, 32, 64))  # 3 points x 2 frames, in order
+
+    # the fly scan's frames share chunks (ADR 0012); the export (what the command above
+    # calls, here in this process: a second command would cost seconds) reads them all
+    from ophyd_pvcam.catalog import export_tiff
+
+    fly_run = open_catalog(data_dir / "catalog")[fly_uid]
+    (tiff,) = export_tiff(fly_run, tmp_path / "fly", stream="cam")
+    with tifffile.TiffFile(tiff) as f:
+        stack = f.asarray()
+    images = fly_run["cam"]["cam_image"].read()
+    assert np.array_equal(stack, images.reshape(-1, 32, 64))
+    assert [frame_number(frame) for frame in stack] == list(range(1, 13))
 
 
 def test_every_data_key_declares_the_dtype_of_its_data(two_runs, catalog):

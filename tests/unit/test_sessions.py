@@ -189,17 +189,26 @@ def test_a_refused_start_leaves_no_file_behind(cam, fake):
     assert len(fly(cam, 5)) == 5
 
 
+@pytest.mark.parametrize("batch", [1, 10], ids=lambda n: f"{n}-per-chunk")
 def test_a_full_disk_fails_the_fly_naming_the_folder_and_keeps_what_was_written(
-    cam, fake, monkeypatch
+    cam, fake, monkeypatch, batch
 ):
-    write = FrameFile.write
+    """Also with frames batched ten to a chunk (ADR 0012): the chunk of rows 30-39 is
+    refused whenever it is stored, partly filled at a flush or whole, so exactly the
+    rows before it are in the file, collected and counted written."""
+    from ophyd_pvcam.storage import _writer
 
-    def write_until_full(self, row, pixels, chunk):
-        if row.row >= 30:
+    monkeypatch.setattr(_writer, "BATCH_CHUNK_BYTES", batch * 16 * 8 * 2)
+    if batch == 1:
+        monkeypatch.setattr(_writer, "BATCH_MAX_FRAME_BYTES", 0)
+    write = FrameFile._write_chunk
+
+    def write_until_full(self, row, chunk):
+        if row >= 30:
             raise OSError(errno.ENOSPC, "No space left on device")
-        write(self, row, pixels, chunk)
+        write(self, row, chunk)
 
-    monkeypatch.setattr(FrameFile, "write", write_until_full)
+    monkeypatch.setattr(FrameFile, "_write_chunk", write_until_full)
     cam.num_frames.put(100)
     cam.kickoff().wait(DEADLINE)
     with pytest.raises(
@@ -212,7 +221,7 @@ def test_a_full_disk_fails_the_fly_naming_the_folder_and_keeps_what_was_written(
     with h5py.File(path, "r") as f:
         lost = json.loads(f["entry"].attrs["lost_frames"])
     assert lost.get("could not be written to disk", 0) >= 1  # counted, with the reason
-    monkeypatch.setattr(FrameFile, "write", write)
+    monkeypatch.setattr(FrameFile, "_write_chunk", write)
     assert len(fly(cam, 5)) == 5
 
 

@@ -6,6 +6,7 @@ gives every slot back to the queue."""
 from __future__ import annotations
 
 import errno
+import os
 import threading
 import time
 
@@ -74,8 +75,12 @@ def queue():
     frames.close()
 
 
-def test_frames_land_row_for_row_and_progress_ends_flushed(queue, tmp_path):
-    file = FrameFile(tmp_path / "f.h5", SHAPE, {"device": "cam"})
+@pytest.mark.parametrize(
+    ("batch", "compression"), [(1, "none"), (4, "none"), (4, "bslz4")], ids=str
+)
+def test_frames_land_row_for_row_and_progress_ends_flushed(queue, tmp_path, batch, compression):
+    """Also with frames batched four to a chunk (ADR 0012): 20 rows, 15 kept."""
+    file = FrameFile(tmp_path / "f.h5", SHAPE, {"device": "cam"}, compression, batch)
     progress = Progress()
     writer = FrameWriter(file, queue, progress)
     writer.start()
@@ -90,6 +95,7 @@ def test_frames_land_row_for_row_and_progress_ends_flushed(queue, tmp_path):
     assert all(flushed <= done for done, flushed in progress.calls)
     assert file.close(keep=15) == 5  # rows the run does not reference move apart
     with h5py.File(tmp_path / "f.h5", "r") as f:
+        assert f[DATA_PATH].chunks == (batch, *SHAPE)
         assert [int(frame[0, 0]) for frame in f[DATA_PATH][()]] == list(range(1, 16))
         assert [int(frame[0, 0]) for frame in f[UNREFERENCED_PATH][()]] == list(range(16, 21))
     assert every_slot_free(queue)
@@ -137,3 +143,63 @@ def test_writing_stops_short_of_a_full_disk_so_the_file_still_closes(queue, tmp_
     file.close(keep=file.rows)
     with h5py.File(tmp_path / "f.h5", "r") as f:
         assert [int(frame[0, 0]) for frame in f[DATA_PATH][()]] == [1, 2, 3]
+
+
+def test_a_partly_filled_batch_is_in_the_file_at_every_flush_and_a_rewrite_keeps_the_rest(
+    tmp_path,
+):
+    """Batched frames (five to a chunk): what a flush made visible -- here to a second
+    reader while the file stays open, as a crash would leave it -- holds every row
+    recorded, the partial chunk's included; rows dropped and written again (a retake)
+    land in their chunk without disturbing its other rows."""
+    path = tmp_path / "f.h5"
+    file = FrameFile(path, SHAPE, {}, "bslz4", frames_per_chunk=5)
+
+    def put(row: int, number: int) -> None:
+        file.write(Row(row, number, 0.0, 0.0, 0.0, 0), np.full(SHAPE, number, np.uint16), None)
+
+    for row in range(7):  # one full chunk, two rows of the next
+        put(row, row + 1)
+    file.flush()
+    with h5py.File(path, "r", swmr=True) as f:  # the file is still open for writing
+        numbers = f["entry/instrument/NDAttributes/frame_number"][()]
+        frames = f[DATA_PATH][: len(numbers)]
+    assert list(numbers) == list(range(1, 8))
+    assert [int(frame[0, 0]) for frame in frames] == list(range(1, 8))
+    assert all((frame == frame[0, 0]).all() for frame in frames)
+    put(8, 9)  # the flushed partial chunk is filled in further ...
+    put(3, 100)  # ... and a row of the first chunk is written again
+    put(7, 8)
+    file.close(keep=9)
+    with h5py.File(path, "r") as f:
+        stored = [int(frame[0, 0]) for frame in f[DATA_PATH][()]]
+        numbers = list(f["entry/instrument/NDAttributes/frame_number"][()])
+    assert stored == [1, 2, 3, 100, 5, 6, 7, 8, 9]
+    assert numbers == stored
+
+
+def test_the_written_pages_are_synced_and_dropped_from_the_page_cache_on_the_side(
+    queue, tmp_path, monkeypatch
+):
+    """Every SYNC_EVERY_BYTES stored (here every frame), a helper syncs the file and
+    drops its pages; it ends before the writer does, and the frames are intact."""
+    monkeypatch.setattr(writer_module, "SYNC_EVERY_BYTES", 1)
+    dropped = []
+    fadvise = os.posix_fadvise
+
+    def recording(fd, offset, length, advice):
+        dropped.append(advice)
+        fadvise(fd, offset, length, advice)
+
+    monkeypatch.setattr(os, "posix_fadvise", recording)
+    file = FrameFile(tmp_path / "f.h5", SHAPE, {})
+    writer = FrameWriter(file, queue, Progress())
+    writer.start()
+    submit(queue, writer, range(1, 11))
+    assert writer.drain(DEADLINE)
+    assert writer.stop(DEADLINE)
+    assert dropped and set(dropped) == {os.POSIX_FADV_DONTNEED}
+    assert writer._syncer is not None and not writer._syncer.is_alive()
+    file.close(keep=file.rows)
+    with h5py.File(tmp_path / "f.h5", "r") as f:
+        assert [int(frame[0, 0]) for frame in f[DATA_PATH][()]] == list(range(1, 11))

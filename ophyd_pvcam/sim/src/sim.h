@@ -154,15 +154,37 @@ extern const int SIM_TRIGGER_MODE_COUNT;
 extern const sim_enum_item SIM_EXPOSE_OUT_MODES[];
 extern const int SIM_EXPOSE_OUT_MODE_COUNT;
 
-/* Cached pattern and noise for one ROI/binning/bit-depth combination. */
+/* A pool of frames rendered once for one ROI/binning/bit-depth/seed
+ * combination: frame n is a copy of pool frame (n - 1) % pool_frames with its
+ * number stamped in, so the sensor costs about one memory copy per frame. */
 typedef struct {
     rgn_type roi;
     int16 bit_depth;
     uint64_t seed;
     size_t pixels;
-    uint16_t *pattern; /* pixels values */
-    uint16_t *noise;   /* pixels + NOISE_SPAN values */
+    unsigned pool_frames;
+    uint16_t *pool; /* pool_frames x pixels values */
 } sim_pixels;
+
+/* A frame event waiting for the callback thread (BOF or EOF). */
+typedef struct {
+    int32 nr;
+    int event; /* PL_CALLBACK_BOF or PL_CALLBACK_EOF */
+    uns32 slot;
+    uint64_t bof_ns, eof_ns;
+} sim_note;
+
+/* What the simulator itself costs and what overran, over a camera's life. */
+typedef struct {
+    uint64_t frames_generated;   /* frames the sensor finished (drops included) */
+    uint64_t frames_written;     /* frames copied into the host's buffer */
+    uint64_t frames_overwritten; /* written, then overwritten before their callback */
+    uint64_t notes_discarded;    /* callback events discarded, the queue full */
+    uint64_t sensor_cpu_ns;      /* CPU of the sensor threads */
+    uint64_t notifier_cpu_ns;    /* CPU of the callback threads, outside callbacks */
+    uint64_t callback_cpu_ns;    /* CPU inside the callbacks (the host's own work) */
+    uint64_t max_backlog;        /* most events ever waiting for the callback thread */
+} pvsim_stats_t;
 
 typedef struct {
     int32 nr;
@@ -291,6 +313,20 @@ typedef struct {
     uint64_t last_bof_ns;
     uint64_t last_period_ns;
     int halted_for_buffer;
+    /* The sensor (generator thread) writes frames on its schedule whatever the
+     * host does; a second thread makes the callbacks from this queue, so a
+     * held-up callback delays only the callbacks.  A frame whose slot the
+     * sensor rewrote before its callback came is skipped and counted. */
+    uint64_t generation; /* bumped at every start and stop: old threads exit */
+    pthread_cond_t notify_wake;
+    pthread_t notifier;
+    int notifier_started;
+    sim_note *notes;
+    uns32 note_capacity, note_head, note_count;
+    int32 *slot_nr;          /* frame number the sensor last wrote in each slot */
+    uint64_t frames_written; /* this acquisition */
+    uns32 in_buffer;         /* CIRC_NO_OVERWRITE: written and not released */
+    pvsim_stats_t stats;
     /* param_poll fired: no frame starts or arrives again and the status reads
      * READOUT_NOT_ACTIVE until the acquisition is stopped and restarted. */
     int stream_dead;
@@ -329,6 +365,7 @@ void sim_metadata_write(const sim_camera *cam, uns8 *frame, int32 nr, uint64_t b
 /* pixels (sim_pixels.c) */
 int sim_pixels_prepare(sim_pixels *px, const rgn_type *roi, int16 bit_depth, uint64_t seed);
 void sim_pixels_render(const sim_pixels *px, int32 frame_nr, uint16_t *out);
+uint64_t sim_thread_cpu_ns(void);
 void sim_pixels_free(sim_pixels *px);
 
 int sim_faults_snapshot(sim_fault out[MAX_FAULTS], uint64_t *generation);

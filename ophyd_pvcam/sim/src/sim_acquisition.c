@@ -6,8 +6,18 @@
  * exposure plus a readout after it began, so consecutive frames overlap the
  * way a rolling-shutter sCMOS does and the frame period is
  * max(exposure, readout).  Times come from CLOCK_MONOTONIC with absolute
- * deadlines, so pacing does not drift.  Callbacks are always made without
- * the camera lock held: pvc's EOF handler calls back into this library.
+ * deadlines, so pacing does not drift.
+ *
+ * The sensor never waits for the host: it copies each frame into the next
+ * slot of the host's buffer on its schedule and queues the frame's events; a
+ * second thread (the notifier) makes the BOF/EOF callbacks from that queue and
+ * only then does the frame become the "latest" one the host can fetch.  A
+ * callback held up (pvc's handler waits on a lock its poll holds while Python
+ * takes the GIL back) delays only the callbacks: the sensor goes on, and a
+ * frame whose slot it rewrote before the frame's callback came is skipped and
+ * counted overwritten, the gap in frame numbers the host sees on a real
+ * camera.  Callbacks are always made without the camera lock held: pvc's EOF
+ * handler calls back into this library.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -20,6 +30,13 @@
 #define FIRST_FRAME_LATENCY_NS 100000ull /* from start (or trigger) to BOF */
 #define NEVER UINT64_MAX
 #define NO_CALLBACK_LIMIT INT32_MAX
+
+/* A thread's camera and the acquisition it serves (read before the thread
+ * first takes the lock, a stop may have come already). */
+typedef struct {
+    sim_camera *cam;
+    uint64_t generation;
+} thread_arg;
 
 uint64_t sim_readout_ns(const sim_camera *cam, const rgn_type *roi)
 {
@@ -201,6 +218,18 @@ static int failed_by_fault(sim_camera *cam, int32 nr, uint64_t now)
     return 0;
 }
 
+/* Will failed_by_fault fail frame nr? (no side effects) */
+static int fails(const sim_camera *cam, int32 nr)
+{
+    for (int i = 0; i < MAX_FAULTS; ++i) {
+        const sim_fault_progress *p = &cam->fault_progress[i];
+        if (p->fault.serial && !p->finished && (uint64_t)nr > p->fault.after_frames
+            && (p->fault.kind == FAULT_READOUT_FAILURE || p->fault.kind == FAULT_DISCONNECT))
+            return 1;
+    }
+    return 0;
+}
+
 /* Does frame nr still get its BOF/EOF callbacks?  After a double callback
  * registration (callback_reregister), frames beyond after_frames arrive in the
  * buffer without them, for the rest of the acquisition. */
@@ -231,7 +260,9 @@ static void kill_stream(sim_camera *cam)
     cam->status = READOUT_NOT_ACTIVE;
     cam->inflight_count = 0;
     cam->pending_triggers = 0;
+    cam->note_count = 0;
     pthread_cond_broadcast(&cam->wake);
+    pthread_cond_broadcast(&cam->notify_wake);
 }
 
 void sim_param_access(sim_camera *cam, uns32 id)
@@ -297,7 +328,7 @@ static int next_start(sim_camera *cam, uint64_t now, uint64_t *at, uint64_t *wak
     if (cam->inflight_count >= MAX_INFLIGHT)
         return 0;
     if (!cam->is_sequence && cam->buffer_mode == CIRC_NO_OVERWRITE
-        && cam->held + (uns32)cam->inflight_count >= cam->slot_count) {
+        && cam->in_buffer + (uns32)cam->inflight_count >= cam->slot_count) {
         cam->halted_for_buffer = 1; /* every slot holds a frame nobody released */
         return 0;
     }
@@ -312,11 +343,46 @@ static int next_start(sim_camera *cam, uint64_t now, uint64_t *at, uint64_t *wak
     return 1;
 }
 
-static void unlocked_callback(sim_camera *cam, frame_callback cb, void *context, FRAME_INFO fi)
+/* The notifier thread's CPU clock reading at its last account; a callback's
+ * own CPU is the host's, counted apart. */
+static __thread uint64_t *notifier_cpu;
+
+static void notify(sim_camera *cam, frame_callback cb, void *context, FRAME_INFO fi)
 {
+    uint64_t before = sim_thread_cpu_ns();
+    if (notifier_cpu) {
+        cam->stats.notifier_cpu_ns += before - *notifier_cpu;
+    }
     pthread_mutex_unlock(&cam->lock);
     cb(&fi, context);
+    uint64_t after = sim_thread_cpu_ns();
     pthread_mutex_lock(&cam->lock);
+    cam->stats.callback_cpu_ns += after - before;
+    if (notifier_cpu)
+        *notifier_cpu = after;
+}
+
+/* Queues a frame event for the notifier.  A full queue drops its oldest
+ * event: by then the sensor has rewritten that frame's slot (the queue holds
+ * two events per buffer slot and more), so an EOF dropped is a frame
+ * overwritten. */
+static void push_note(sim_camera *cam, sim_note note)
+{
+    if (!cam->note_capacity)
+        return;
+    if (cam->note_count == cam->note_capacity) {
+        sim_note old = cam->notes[cam->note_head];
+        cam->note_head = (cam->note_head + 1) % cam->note_capacity;
+        cam->note_count--;
+        cam->stats.notes_discarded++;
+        if (old.event == PL_CALLBACK_EOF)
+            cam->stats.frames_overwritten++;
+    }
+    cam->notes[(cam->note_head + cam->note_count) % cam->note_capacity] = note;
+    cam->note_count++;
+    if (cam->note_count > cam->stats.max_backlog)
+        cam->stats.max_backlog = cam->note_count;
+    pthread_cond_broadcast(&cam->notify_wake);
 }
 
 /* The exposure of frame nr: the setup's, or with S.M.A.R.T. streaming the
@@ -346,8 +412,8 @@ static void begin_frame(sim_camera *cam, uint64_t due)
     cam->last_bof_ns = bof;
     cam->last_period_ns = period;
     cam->next_start_ns = bof + period;
-    if (cam->on_bof && callbacks_for(cam, nr, sim_now_ns()))
-        unlocked_callback(cam, cam->on_bof, cam->bof_context, frame_info(cam, nr, bof, 0));
+    if (cam->on_bof)
+        push_note(cam, (sim_note){.nr = nr, .event = PL_CALLBACK_BOF, .bof_ns = bof});
 }
 
 static int sequence_done(const sim_camera *cam)
@@ -355,48 +421,115 @@ static int sequence_done(const sim_camera *cam)
     return cam->frames_delivered + cam->frames_dropped >= cam->exp_total;
 }
 
+/* The sensor's part of a frame's end: the pixels go into the next slot now,
+ * whatever the host is doing; the notifier delivers it. */
 static void finish_frame(sim_camera *cam)
 {
     sim_inflight f = cam->inflight[0];
     memmove(&cam->inflight[0], &cam->inflight[1],
             (size_t)(--cam->inflight_count) * sizeof cam->inflight[0]);
     uint64_t now = sim_now_ns();
+    uint64_t generation = cam->generation;
     cam->frames_generated_total++;
+    cam->stats.frames_generated++;
+    if (fails(cam, f.nr)) {
+        /* the frames before a failure reach the host first, as they did */
+        while (cam->note_count && cam->generation == generation)
+            pthread_cond_wait(&cam->notify_wake, &cam->lock);
+        if (cam->generation != generation)
+            return;
+    }
     if (failed_by_fault(cam, f.nr, now)) {
         cam->inflight_count = 0; /* whatever else was in flight is gone too */
-    } else if (dropped_by_fault(cam, f.nr, now)) {
+        return;
+    }
+    if (dropped_by_fault(cam, f.nr, now)) {
         cam->frames_dropped++;
-    } else {
-        uns32 slot = cam->is_sequence        ? (uns32)cam->frames_delivered
-                     : cam->frames_delivered ? (cam->latest_slot + 1) % cam->slot_count
-                                             : 0;
-        FRAME_INFO fi = frame_info(cam, f.nr, f.bof_ns, f.eof_due_ns);
-        uns8 *dest = cam->buffer + (size_t)slot * cam->frame_bytes;
-        pthread_mutex_unlock(&cam->lock);
-        /* Outside the lock (8 MiB).  Headers first: a reader that checks the
-         * header after copying the pixels can tell it was overwritten. */
-        if (cam->pixel_offset)
-            sim_metadata_write(cam, dest, f.nr, f.bof_ns, f.eof_due_ns);
-        sim_pixels_render(&cam->pixels, f.nr, (uint16_t *)(dest + cam->pixel_offset));
-        pthread_mutex_lock(&cam->lock);
-        if (cam->stop_requested || cam->stream_dead)
-            return;
-        cam->slot_info[slot] = fi;
-        cam->latest_slot = slot;
-        cam->frames_delivered++;
-        if (!cam->is_sequence && slot == cam->slot_count - 1)
-            cam->buffer_fills++;
-        if (cam->held < cam->slot_count)
-            cam->held++; /* in CIRC_OVERWRITE the oldest was just overwritten */
-        /* a sequence reports READOUT_COMPLETE only once every frame is in */
+        if (cam->is_sequence && sequence_done(cam) && cam->status != READOUT_FAILED)
+            cam->status = READOUT_COMPLETE;
+        return;
+    }
+    uns32 slot = cam->is_sequence ? (uns32)cam->frames_written
+                                  : (uns32)(cam->frames_written % cam->slot_count);
+    cam->slot_nr[slot] = f.nr;
+    cam->frames_written++;
+    if (cam->buffer_mode == CIRC_NO_OVERWRITE)
+        cam->in_buffer++;
+    uns8 *dest = cam->buffer + (size_t)slot * cam->frame_bytes;
+    pthread_mutex_unlock(&cam->lock);
+    /* Outside the lock (8 MiB).  Headers first: a reader that checks the
+     * header after copying the pixels can tell it was overwritten. */
+    if (cam->pixel_offset)
+        sim_metadata_write(cam, dest, f.nr, f.bof_ns, f.eof_due_ns);
+    sim_pixels_render(&cam->pixels, f.nr, (uint16_t *)(dest + cam->pixel_offset));
+    pthread_mutex_lock(&cam->lock);
+    if (cam->generation != generation || cam->stream_dead)
+        return;
+    cam->stats.frames_written++;
+    push_note(cam, (sim_note){.nr = f.nr, .event = PL_CALLBACK_EOF, .slot = slot,
+                              .bof_ns = f.bof_ns, .eof_ns = f.eof_due_ns});
+}
+
+/* The notifier's part: the frame arrives for the host (unless the sensor has
+ * rewritten its slot meanwhile), then its callback is made. */
+static void deliver(sim_camera *cam, sim_note note)
+{
+    uint64_t now = sim_now_ns();
+    if (note.event == PL_CALLBACK_BOF) {
+        if (cam->on_bof && callbacks_for(cam, note.nr, now))
+            notify(cam, cam->on_bof, cam->bof_context, frame_info(cam, note.nr, note.bof_ns, 0));
+        return;
+    }
+    if (cam->slot_nr[note.slot] != note.nr) {
+        cam->stats.frames_overwritten++;
+        return;
+    }
+    FRAME_INFO fi = frame_info(cam, note.nr, note.bof_ns, note.eof_ns);
+    cam->slot_info[note.slot] = fi;
+    cam->latest_slot = note.slot;
+    cam->frames_delivered++;
+    if (!cam->is_sequence && note.slot == cam->slot_count - 1)
+        cam->buffer_fills++;
+    if (cam->held < cam->slot_count)
+        cam->held++; /* in CIRC_OVERWRITE the oldest was just overwritten */
+    /* a sequence reports READOUT_COMPLETE only once every frame is in */
+    if (cam->status != READOUT_FAILED)
         cam->status = !cam->is_sequence ? FRAME_AVAILABLE
                       : sequence_done(cam) ? READOUT_COMPLETE
                                            : READOUT_IN_PROGRESS;
-        if (cam->on_eof && callbacks_for(cam, f.nr, now))
-            unlocked_callback(cam, cam->on_eof, cam->eof_context, fi);
+    if (cam->on_eof && callbacks_for(cam, note.nr, now))
+        notify(cam, cam->on_eof, cam->eof_context, fi);
+}
+
+static void *notifier_main(void *arg)
+{
+    thread_arg a = *(thread_arg *)arg;
+    free(arg);
+    sim_camera *cam = a.cam;
+    uint64_t generation = a.generation;
+    pthread_mutex_lock(&cam->lock);
+    uint64_t last = sim_thread_cpu_ns();
+    notifier_cpu = &last;
+    while (cam->generation == generation) {
+        if (!cam->note_count) {
+            pthread_cond_wait(&cam->notify_wake, &cam->lock);
+            continue;
+        }
+        sim_note note = cam->notes[cam->note_head];
+        cam->note_head = (cam->note_head + 1) % cam->note_capacity;
+        cam->note_count--;
+        deliver(cam, note);
+        if (cam->generation != generation)
+            break; /* stopped from a callback, or restarted since */
+        if (!cam->note_count)
+            pthread_cond_broadcast(&cam->notify_wake); /* a failing frame waits for this */
+        uint64_t cpu = sim_thread_cpu_ns();
+        cam->stats.notifier_cpu_ns += cpu - last;
+        last = cpu;
     }
-    if (cam->is_sequence && sequence_done(cam) && cam->status != READOUT_FAILED)
-        cam->status = READOUT_COMPLETE;
+    notifier_cpu = NULL;
+    pthread_mutex_unlock(&cam->lock);
+    return NULL;
 }
 
 static void timed_wait(sim_camera *cam, uint64_t deadline)
@@ -412,12 +545,19 @@ static void timed_wait(sim_camera *cam, uint64_t deadline)
 
 static void *generator_main(void *arg)
 {
-    sim_camera *cam = arg;
+    thread_arg a = *(thread_arg *)arg;
+    free(arg);
+    sim_camera *cam = a.cam;
+    uint64_t generation = a.generation;
     pthread_mutex_lock(&cam->lock);
-    while (!cam->stop_requested) {
+    uint64_t last = sim_thread_cpu_ns();
+    while (cam->generation == generation) {
         uint64_t now = sim_now_ns();
         if (cam->inflight_count > 0 && now >= cam->inflight[0].eof_due_ns) {
             finish_frame(cam);
+            uint64_t cpu = sim_thread_cpu_ns();
+            cam->stats.sensor_cpu_ns += cpu - last;
+            last = cpu;
             continue;
         }
         uint64_t at = NEVER, wake = NEVER;
@@ -432,27 +572,42 @@ static void *generator_main(void *arg)
             wake = cam->inflight[0].eof_due_ns;
         timed_wait(cam, wake);
     }
+    cam->stats.sensor_cpu_ns += sim_thread_cpu_ns() - last;
     pthread_mutex_unlock(&cam->lock);
     return NULL;
 }
 
 /* ---- stopping ------------------------------------------------------------- */
 
+static void end_thread(sim_camera *cam, pthread_t thread)
+{
+    if (pthread_equal(thread, pthread_self())) {
+        pthread_detach(thread); /* stopped from inside a callback */
+    } else {
+        pthread_mutex_unlock(&cam->lock);
+        pthread_join(thread, NULL);
+        pthread_mutex_lock(&cam->lock);
+    }
+}
+
 void sim_acquisition_stop(sim_camera *cam)
 {
-    if (cam->thread_started) {
+    if (cam->thread_started || cam->notifier_started) {
         cam->stop_requested = 1;
-        cam->thread_started = 0;
-        pthread_t thread = cam->thread;
+        cam->generation++;
         pthread_cond_broadcast(&cam->wake);
-        if (pthread_equal(thread, pthread_self())) {
-            pthread_detach(thread); /* stopped from inside a callback */
-        } else {
-            pthread_mutex_unlock(&cam->lock);
-            pthread_join(thread, NULL);
-            pthread_mutex_lock(&cam->lock);
+        pthread_cond_broadcast(&cam->notify_wake);
+        if (cam->thread_started) {
+            cam->thread_started = 0;
+            end_thread(cam, cam->thread);
+        }
+        if (cam->notifier_started) {
+            cam->notifier_started = 0;
+            end_thread(cam, cam->notifier);
         }
     }
+    cam->note_count = 0;
+    cam->in_buffer = 0;
     cam->acquiring = 0;
     cam->buffer = NULL;
     cam->status = READOUT_NOT_ACTIVE;
@@ -590,12 +745,28 @@ static rs_bool start(int16 hcam, int is_sequence, void *buffer, uns32 size)
                                  sim_seed()))
         ok = sim_fail(ERR_BUFFER_TOO_SMALL, "Out of memory preparing the image model");
     uns32 slots = is_sequence ? cam->exp_total : (ok ? size / cam->frame_bytes : 0);
+    uns32 notes = 2 * slots + 2 * MAX_INFLIGHT + 16;
     FRAME_INFO *info = ok ? calloc(slots, sizeof *info) : NULL;
-    if (ok && !info)
+    int32 *slot_nr = ok ? calloc(slots, sizeof *slot_nr) : NULL;
+    sim_note *note_ring = ok ? calloc(notes, sizeof *note_ring) : NULL;
+    if (ok && (!info || !slot_nr || !note_ring)) {
+        free(info);
+        free(slot_nr);
+        free(note_ring);
         ok = sim_fail(ERR_BUFFER_TOO_SMALL, "Out of memory for %u frame records", slots);
+    }
     if (ok) {
         free(cam->slot_info);
+        free(cam->slot_nr);
+        free(cam->notes);
         cam->slot_info = info;
+        cam->slot_nr = slot_nr;
+        cam->notes = note_ring;
+        cam->note_capacity = notes;
+        cam->note_head = cam->note_count = 0;
+        cam->frames_written = 0;
+        cam->in_buffer = 0;
+        cam->generation++;
         cam->slot_count = slots;
         cam->buffer = buffer;
         cam->status = EXPOSURE_IN_PROGRESS;
@@ -617,9 +788,23 @@ static rs_bool start(int16 hcam, int is_sequence, void *buffer, uns32 size)
         cam->callback_limit = NO_CALLBACK_LIMIT;
         memset(cam->fault_progress, 0, sizeof cam->fault_progress);
         cam->acquiring = 1;
-        if (pthread_create(&cam->thread, NULL, generator_main, cam) != 0) {
+        thread_arg *for_notifier = malloc(sizeof *for_notifier);
+        thread_arg *for_sensor = malloc(sizeof *for_sensor);
+        if (for_notifier)
+            *for_notifier = (thread_arg){cam, cam->generation};
+        if (for_sensor)
+            *for_sensor = (thread_arg){cam, cam->generation};
+        if (!for_notifier || !for_sensor
+            || pthread_create(&cam->notifier, NULL, notifier_main, for_notifier) != 0) {
+            free(for_notifier);
+            free(for_sensor);
             cam->acquiring = 0;
             cam->status = READOUT_NOT_ACTIVE;
+            ok = sim_fail(ERR_INVALID_ARGUMENT, "Could not start the callback thread");
+        } else if ((cam->notifier_started = 1),
+                   pthread_create(&cam->thread, NULL, generator_main, for_sensor) != 0) {
+            free(for_sensor);
+            sim_acquisition_stop(cam);
             ok = sim_fail(ERR_INVALID_ARGUMENT, "Could not start the acquisition thread");
         } else {
             cam->thread_started = 1;
@@ -727,6 +912,8 @@ rs_bool pl_exp_unlock_oldest_frame(int16 hcam)
         ok = sim_fail(ERR_NO_FRAME, "No locked frame to release");
     else {
         cam->held--;
+        if (cam->in_buffer)
+            cam->in_buffer--;
         pthread_cond_broadcast(&cam->wake); /* a halted buffer may resume */
     }
     pthread_mutex_unlock(&cam->lock);
@@ -836,4 +1023,30 @@ int pvsim_buffer_full(int camera)
     int halted = cam->halted_for_buffer;
     pthread_mutex_unlock(&cam->lock);
     return halted;
+}
+
+/* What the simulator itself cost and what overran, over the life of one
+ * camera or, for camera < 0, of all of them summed (max_backlog: the most). */
+void pvsim_stats(int camera, pvsim_stats_t *out)
+{
+    memset(out, 0, sizeof *out);
+    for (int i = 0; i < MAX_CAMERAS; ++i) {
+        if (camera >= 0 && camera != i)
+            continue;
+        sim_camera *cam = sim_camera_at(i);
+        if (!cam)
+            continue;
+        pthread_mutex_lock(&cam->lock);
+        pvsim_stats_t s = cam->stats;
+        pthread_mutex_unlock(&cam->lock);
+        out->frames_generated += s.frames_generated;
+        out->frames_written += s.frames_written;
+        out->frames_overwritten += s.frames_overwritten;
+        out->notes_discarded += s.notes_discarded;
+        out->sensor_cpu_ns += s.sensor_cpu_ns;
+        out->notifier_cpu_ns += s.notifier_cpu_ns;
+        out->callback_cpu_ns += s.callback_cpu_ns;
+        if (s.max_backlog > out->max_backlog)
+            out->max_backlog = s.max_backlog;
+    }
 }

@@ -143,6 +143,7 @@ static void construct_cameras(void)
         pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
         pthread_cond_init(&cam->wake, &attr);
         pthread_condattr_destroy(&attr);
+        pthread_cond_init(&cam->notify_wake, NULL);
     }
     g_cameras_constructed = 1;
 }
@@ -216,6 +217,11 @@ rs_bool pl_pvcam_uninit(void)
         sim_pixels_free(&cam->pixels);
         free(cam->slot_info);
         cam->slot_info = NULL;
+        free(cam->slot_nr);
+        cam->slot_nr = NULL;
+        free(cam->notes);
+        cam->notes = NULL;
+        cam->note_capacity = 0;
         pthread_mutex_unlock(&cam->lock);
     }
     g_initialized = 0;
