@@ -258,7 +258,9 @@ def _initialise(database: Path) -> None:
     def initialise() -> None:
         try:
             asyncio.run(create_tables())
-            stamp_head(Path(ALEMBIC_INI_TEMPLATE_PATH), Path(ALEMBIC_DIR), uri)
+            with warnings.catch_warnings():  # alembic's about tiled's ini file, not ours
+                warnings.simplefilter("ignore", DeprecationWarning)
+                stamp_head(Path(ALEMBIC_INI_TEMPLATE_PATH), Path(ALEMBIC_DIR), uri)
         except BaseException as error:  # handed to the caller's thread
             failure.append(error)
 
