@@ -273,7 +273,7 @@ class FrameFile:
 
     def write(self, row: Row, pixels: np.ndarray, chunk: np.ndarray | None) -> None:
         """Store ``chunk`` (from :meth:`chunk`) as ``row`` and record ``row``'s numbers;
-        batched frames (``chunk`` None) go into their chunk, see :meth:`_put`."""
+        batched frames (``chunk`` None) go into their chunk, see ``_put``."""
         if self._batch is not None:
             self._put(row, pixels)
             return
