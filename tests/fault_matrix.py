@@ -98,8 +98,17 @@ def interrupter(RE, fault: str, at: int) -> threading.Thread:
         elif fault == "pause":
             RE.request_pause()
         else:
+            # bluesky counts a second Ctrl-C only if its handler runs over 0.1 s after the
+            # first one's (two signals close together may even arrive as one): send the
+            # second once the first has been taken (a deferred pause, or already paused at
+            # a step scan's checkpoint), and 0.15 s later
             os.kill(os.getpid(), signal.SIGINT)
-            threading.Event().wait(0.1)
+            taken = time.monotonic() + DEADLINE_S
+            while RE.state == "running" and not RE.deferred_pause_requested:
+                if time.monotonic() > taken:
+                    break
+                threading.Event().wait(0.005)  # a RunEngine property: nothing to wait on
+            threading.Event().wait(0.15)
             os.kill(os.getpid(), signal.SIGINT)
 
     return threading.Thread(target=act, daemon=True)

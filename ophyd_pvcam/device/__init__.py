@@ -7,7 +7,7 @@ from ._plans import count_frames, dark_series, fly_frames, fly_table, format_tab
 from ._preprocessors import FramesFolderCheck, StallGuard
 from ._prime_bsi import PrimeBSI
 from ._runs import current_run
-from ._setup import log_to_file, make_camera, make_run_engine
+from ._setup import log_to_file, make_camera, make_run_engine, summaries_hidden
 from ._signals import CameraStatus, ProgressStatus
 
 __all__ = [
@@ -26,4 +26,5 @@ __all__ = [
     "make_camera",
     "make_run_engine",
     "stall_probe",
+    "summaries_hidden",
 ]

@@ -6,9 +6,11 @@ all record runs, show progress and guard against stalls the same way.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -99,6 +101,27 @@ def show_summaries(stream=None) -> None:
     bluesky = logging.getLogger("bluesky")
     if not bluesky.handlers:
         bluesky.addHandler(logging.NullHandler())
+
+
+@contextlib.contextmanager
+def summaries_hidden() -> Iterator[None]:
+    """Keep acquisition summaries off the terminal for a while (they still reach a log
+    file): for a program that reports each acquisition itself, as the check does, in
+    whose table a summary naming its scratch folder would only be noise."""
+
+    def hide(record: logging.LogRecord) -> bool:
+        return False
+
+    handlers = [
+        h for h in logging.getLogger("ophyd_pvcam.summary").handlers if isinstance(h, _Summaries)
+    ]
+    for handler in handlers:
+        handler.addFilter(hide)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(hide)
 
 
 def log_to_file(path: str | os.PathLike) -> Path:

@@ -109,10 +109,13 @@ class Scans:
     def run(self, plan: Any) -> tuple[str, str | None, Any]:
         """Run a plan that opens one run: (its uid, the first line of its error or None,
         the run replayed).  A failed plan still leaves its run in the catalog."""
+        from ophyd_pvcam.device import summaries_hidden
+
         uids: list[str] = []
         token = self.engine.subscribe(lambda name, doc: uids.append(doc["uid"]), "start")
         try:
-            self.engine(plan, purpose="ophyd-pvcam check")
+            with summaries_hidden():  # the check's own row says it, in its table
+                self.engine(plan, purpose="ophyd-pvcam check")
             failure = None
         except RunEngineInterrupted:
             raise

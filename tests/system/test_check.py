@@ -54,6 +54,8 @@ def test_check_passes_on_the_simulator(tmp_path):
         assert set(row) >= {"check", "passed", "status", "measured", "expected", "detail"}
         assert row["passed"] is True
     assert "PASSED: all 17 checks" in out
+    table = out.split("\n\n")[0].splitlines()  # only rows: no scan's summary inside it
+    assert len(table) == 17 and all(line.startswith("PASS  ") for line in table), out
     assert err.count("\n") <= 8 and "Traceback" not in err  # the simulator's banner only
     image = matplotlib.image.imread(tmp_path / "check.png")
     assert image.shape[0] > image.shape[1] > 800 and image.std() > 0  # one portrait page
