@@ -89,6 +89,7 @@ html_theme_options = {
         "reference/documents": [],
         "reference/faults": [],
         "reference/sessions": [],
+        "explanations/failure-semantics": [],
     },
 }
 html_show_sourcelink = False
