@@ -358,6 +358,11 @@ class FrameFile:
         A partly filled chunk of batched frames is stored first, so every row recorded
         is in the file."""
         self._store_batch()
+        # the frames' chunks reach the file before the records that point readers at
+        # them: a reader following the file (SWMR) never sees a recorded row without
+        # its pixels (one flush of both let it see zeros now and then)
+        file = self._open_file()
+        self._data.flush()
         start = min(self._dirty_from, self._flushed)
         for name in RECORD_DTYPES:
             dataset = self._record_sets[name]
@@ -371,7 +376,7 @@ class FrameFile:
             dataset.id.set_extent((self._lost_rows,))
             _write_rows(dataset, begin, np.asarray(self._lost, np.int64))
             self._lost.clear()
-        self._open_file().flush()
+        file.flush()
         self._flushed = self._dirty_from = self.rows
 
     def release_reserve(self) -> None:
@@ -471,7 +476,6 @@ class FrameWriter:
         self._stop_below = 4 * file.frame_bytes + STOP_MARGIN_BYTES
         self._unchecked = 0  # bytes written since free space was last checked
         self._flush_requested = False
-        self._flush_failed = False
         self._stop = False
         # compressing takes longer than writing: a big frame is compressed in halves, one
         # on a helper thread (the library releases the GIL), so both cores work
@@ -485,6 +489,7 @@ class FrameWriter:
         self._sync_done = False
         self._synced_at = 0  # file.bytes_stored when the last sync was asked for
         self._syncer: threading.Thread | None = None
+        self.sync_error: OSError | None = None  # set by the syncer, read by the writer
 
     def _start_syncer(self) -> None:
         fd = self.file.dup_fileno()
@@ -507,8 +512,11 @@ class FrameWriter:
                 try:
                     os.fdatasync(fd)
                     os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-                except OSError as error:  # a full disk: the writer reports it
-                    log.debug("%s: sync failed: %s", self.file.path, error)
+                except OSError as error:
+                    # the one place a write-back failure shows (HDF5 never syncs): the
+                    # writer fails the acquisition with it at its next frame or flush
+                    log.error("%s: sync failed: %s", self.file.path, error)
+                    self.sync_error = self.sync_error or error
         finally:
             os.close(fd)
 
@@ -575,9 +583,17 @@ class FrameWriter:
         return not self._thread.is_alive()
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        finally:  # also if the loop died: the syncer holds a copy of the file's descriptor
+            self._stop_syncer()
+
+    def _loop(self) -> None:
         last_flush = time.monotonic()
         while True:
             item = self._queue.get(0.1)
+            if self.sync_error is not None and self.error is None:
+                self._fail(self.sync_error, kept=False)  # frames from here: not written
             flush_now = False
             if item is not None:
                 slot, (row, flush_now) = item
@@ -609,8 +625,10 @@ class FrameWriter:
             self._condition.notify_all()
 
     def _flush(self) -> None:
-        if self._flush_failed:
-            return
+        """Flush; on a failure, once more in the space held for closing.  A flush that
+        still fails is tried again at the next one (the final one included): until one
+        succeeds, the rows written since the last are not handed over, and a run must
+        not lose them for good because the disk was full for a moment."""
         try:
             self.file.flush()  # after a failed write too: what was written is kept
         except (OSError, RuntimeError) as error:
@@ -618,8 +636,8 @@ class FrameWriter:
                 self._fail(error)  # gives back the space held for closing
             try:
                 self.file.flush()  # in the space given back
-            except (OSError, RuntimeError):
-                self._flush_failed = True
+            except (OSError, RuntimeError) as again:
+                log.warning("%s: flush failed again (%s); tried again later", self.file.path, again)
                 return
         self.flushed = self.processed
 
@@ -675,7 +693,9 @@ class FrameWriter:
         if self.first_unwritten is None or row.row < self.first_unwritten:
             self.first_unwritten = row.row
 
-    def _fail(self, error: BaseException) -> None:
+    def _fail(self, error: BaseException, kept: bool = True) -> None:
+        """Stop writing, for ``error``; ``kept``: the frames written before are on disk
+        (False when the disk failed to take them back from memory)."""
         unstored = self.file.first_unstored  # a batch of rows that did not reach the file
         if unstored is not None and (
             self.first_unwritten is None or unstored < self.first_unwritten
@@ -685,7 +705,10 @@ class FrameWriter:
         what = "the disk is full" if full else str(error)
         self.error = disk_error(
             self.file.path.parent,
-            f"{what}; the {self.file.rows} frames written before are kept",
+            f"{what}; the {self.file.rows} frames written before are kept"
+            if kept
+            else f"{what} while writing back to disk; of the {self.file.rows} frames "
+            "written before, some may not be on disk",
         )
         self.file.release_reserve()  # the final flush and the close need it now
         log.error("%s", self.error)

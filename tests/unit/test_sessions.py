@@ -189,26 +189,41 @@ def test_a_refused_start_leaves_no_file_behind(cam, fake):
     assert len(fly(cam, 5)) == 5
 
 
+@pytest.mark.parametrize("flushes_failing", [0, 2], ids=lambda n: f"{n}-flushes-failing")
 @pytest.mark.parametrize("batch", [1, 10], ids=lambda n: f"{n}-per-chunk")
 def test_a_full_disk_fails_the_fly_naming_the_folder_and_keeps_what_was_written(
-    cam, fake, monkeypatch, batch
+    cam, fake, monkeypatch, batch, flushes_failing
 ):
     """Also with frames batched ten to a chunk (ADR 0012): the chunk of rows 30-39 is
     refused whenever it is stored, partly filled at a flush or whole, so exactly the
-    rows before it are in the file, collected and counted written."""
+    rows before it are in the file, collected and counted written.  Also when the
+    flushes fail too once the disk is full, the first and its retry (the records need
+    space as well): a later flush hands the rows over (before, none ever was)."""
     from ophyd_pvcam.storage import _writer
 
     monkeypatch.setattr(_writer, "BATCH_CHUNK_BYTES", batch * 16 * 8 * 2)
     if batch == 1:
         monkeypatch.setattr(_writer, "BATCH_MAX_FRAME_BYTES", 0)
-    write = FrameFile._write_chunk
+    if flushes_failing:
+        monkeypatch.setattr(_writer, "FLUSH_INTERVAL_S", 60.0)  # no flush before the full disk
+    write, flush = FrameFile._write_chunk, FrameFile.flush
+    full = threading.Event()
+    failures = []
 
     def write_until_full(self, row, chunk):
         if row >= 30:
+            full.set()
             raise OSError(errno.ENOSPC, "No space left on device")
         write(self, row, chunk)
 
+    def flush_failing_once_full(self):
+        if full.is_set() and len(failures) < flushes_failing:
+            failures.append(1)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        flush(self)
+
     monkeypatch.setattr(FrameFile, "_write_chunk", write_until_full)
+    monkeypatch.setattr(FrameFile, "flush", flush_failing_once_full)
     cam.num_frames.put(100)
     cam.kickoff().wait(DEADLINE)
     with pytest.raises(
@@ -221,6 +236,7 @@ def test_a_full_disk_fails_the_fly_naming_the_folder_and_keeps_what_was_written(
     with h5py.File(path, "r") as f:
         lost = json.loads(f["entry"].attrs["lost_frames"])
     assert lost.get("could not be written to disk", 0) >= 1  # counted, with the reason
+    assert len(failures) == flushes_failing
     monkeypatch.setattr(FrameFile, "_write_chunk", write)
     assert len(fly(cam, 5)) == 5
 

@@ -203,3 +203,36 @@ def test_the_written_pages_are_synced_and_dropped_from_the_page_cache_on_the_sid
     file.close(keep=file.rows)
     with h5py.File(tmp_path / "f.h5", "r") as f:
         assert [int(frame[0, 0]) for frame in f[DATA_PATH][()]] == list(range(1, 11))
+
+
+def test_a_failed_write_back_fails_the_writer_and_counts_later_frames_unwritten(
+    queue, tmp_path, monkeypatch
+):
+    """HDF5 never syncs: the helper's sync is where a disk that cannot take the pages
+    back (an I/O error, a quota or a full disk seen only at write-back) shows.  The
+    writer fails with it, saying the frames before may not be on disk, and writes no
+    more (found by a review: the helper only logged it)."""
+    monkeypatch.setattr(writer_module, "SYNC_EVERY_BYTES", 1)
+    synced = threading.Event()
+
+    def failing(fd):
+        synced.set()
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fdatasync", failing)
+    file = FrameFile(tmp_path / "f.h5", SHAPE, {})
+    writer = FrameWriter(file, queue, Progress())
+    writer.start()
+    submit(queue, writer, range(1, 3))
+    assert synced.wait(DEADLINE)
+    deadline = time.monotonic() + DEADLINE
+    while writer.sync_error is None and time.monotonic() < deadline:
+        synced.wait(0.01)  # set by the helper thread just after it raised
+    submit(queue, writer, range(3, 6))
+    writer.drain(DEADLINE)
+    assert writer.stop(DEADLINE)
+    assert isinstance(writer.error, DiskError)
+    assert "Input/output error while writing back to disk" in str(writer.error)
+    assert "some may not be on disk" in str(writer.error)
+    assert writer.first_unwritten is not None and writer.first_unwritten <= 2
+    file.close(keep=file.rows)
