@@ -175,7 +175,10 @@ def test_overwrite_keeps_streaming_and_overwrites_the_oldest(camera):
 def test_a_held_up_callback_overwrites_frames_counted_and_never_slows_the_sensor(camera):
     """The sensor does not wait for the host: while the first EOF callback is held, it
     goes on copying frames into the 4-slot buffer; the frames overwritten before their
-    callback came are skipped (a gap in frame numbers) and counted."""
+    callback came are skipped (a gap in frame numbers) and counted.  The oldest frame
+    the camera then hands out is one it delivered, with its own record (a review found
+    it computed from the delivered count as if no frame had been skipped: a frame never
+    delivered, under another frame's record)."""
     import threading
 
     sdk = Sdk()
@@ -185,11 +188,16 @@ def test_a_held_up_callback_overwrites_frames_counted_and_never_slows_the_sensor
     release, held = threading.Event(), threading.Event()
     arrived = []
 
+    oldest = []  # (this callback's frame, the oldest frame's record, its pixels' stamp)
+
     def on_eof(info):
         arrived.append((info.FrameNr, info.TimeStampBOF))
         if not held.is_set():
             held.set()
             release.wait(10)
+        elif len(oldest) < 8:
+            frame = sdk.oldest_frame(camera.handle, region.shape)
+            oldest.append((info.FrameNr, frame.number, sim.frame_number(frame.pixels)))
 
     before = sim.stats(0)
     sdk.on_frame(camera.handle, PL_CALLBACK_EOF, on_eof)
@@ -224,6 +232,9 @@ def test_a_held_up_callback_overwrites_frames_counted_and_never_slows_the_sensor
     # when the acquisition stopped
     assert run.frames_written >= len(arrived) + run.frames_overwritten
     assert run.sensor_cpu_ns > 0 and run.callback_cpu_ns > 0  # both threads accounted
+    assert oldest and all(record == stamp <= number for number, record, stamp in oldest), (
+        oldest
+    )  # a delivered frame, its own record, not newer than the one just delivered
 
 
 def test_frame_records_carry_the_modelled_timing(camera):

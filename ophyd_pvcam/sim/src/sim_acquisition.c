@@ -482,6 +482,10 @@ static void deliver(sim_camera *cam, sim_note note)
     }
     if (cam->slot_nr[note.slot] != note.nr) {
         cam->stats.frames_overwritten++;
+        /* the sensor has rewritten this frame's slot, so it is a whole buffer ahead:
+         * every frame delivered before this one is overwritten too.  None is held
+         * until the next arrives (the oldest is counted back from the latest). */
+        cam->held = 0;
         return;
     }
     FRAME_INFO fi = frame_info(cam, note.nr, note.bof_ns, note.eof_ns);
