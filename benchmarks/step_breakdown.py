@@ -88,7 +88,15 @@ def main() -> None:
     wrap(_writer.FrameFile, "write", "write0", "write1")
     wrap(_step.StepSession, "_row_written", "row0", "row1")
     wrap(_writer.FrameWriter, "_flush", "flush0", "flush1")
-    wrap(_step.StepSession, "_finish_point", None, "finished")
+    finish = _step.StepSession._finish_point
+
+    def finish_point(session: Any, point: Any, error: Any) -> None:
+        finishing = session._pending is point  # not a call that finds it already done
+        finish(session, point, error)
+        if finishing:
+            marks.append((time.perf_counter(), "finished"))
+
+    _step.StepSession._finish_point = finish_point  # type: ignore[method-assign]
 
     width = args.width
     common.settle_writeback()
@@ -114,12 +122,31 @@ def main() -> None:
         finally:
             cam.close()
 
-    points: list[dict[str, float]] = []
+    # each stage is matched to its first mark after the stage before it in STAGES (the
+    # writer also flushes on its own every 0.5 s: such a flush is not the point's); the
+    # row's statistics run beside the write, so they are matched after write0
+    chain = [stage for stage in STAGES if stage not in ("row0", "row1")]
+    traces: list[list[tuple[float, str]]] = []
     for when, stage in marks:
         if stage == "trigger":
-            points.append({"trigger": when})
-        elif points and stage not in points[-1]:
-            points[-1][stage] = when
+            traces.append([])
+        if traces:
+            traces[-1].append((when, stage))
+    points: list[dict[str, float]] = []
+    for trace in traces:
+        point: dict[str, float] = {}
+        at = -1.0
+        for stage in chain:
+            found = next((w for w, s in trace if s == stage and w >= at), None)
+            if found is None:
+                continue
+            point[stage] = at = found
+        if "write0" in point:
+            for stage in ("row0", "row1"):
+                found = next((w for w, s in trace if s == stage and w >= point["write0"]), None)
+                if found is not None:
+                    point[stage] = found
+        points.append(point)
     points = points[5:-1]
     print(
         f"{width}x{width} port {args.port}, {args.compression}: exposure 1 ms + readout "
