@@ -115,9 +115,7 @@ def measure_bare_loop(case: Case, num: int, compression: str = "bslz4") -> dict[
             camera, port=case.port, speed=0, roi=(0, 0, case.width, case.height), metadata=False
         )
         camera.exp_mode = dict(camera.exp_modes)["Software Trigger Edge"]
-        appender = common.PlainAppender(
-            folder / "bare.h5", (case.height, case.width), compression
-        )
+        appender = common.PlainAppender(folder / "bare.h5", (case.height, case.width), compression)
         times = []
         camera.start_live(exp_time=round(EXPOSURE_S * 1e6), buffer_frame_count=16)
         try:
