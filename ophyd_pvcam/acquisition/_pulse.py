@@ -21,7 +21,12 @@ log = logging.getLogger(__name__)
 class Pulse:
     """Calls ``beat()`` every ``interval_s`` seconds from its own thread while
     ``running()`` says frames are due; sleeps (no wake-ups) from then until
-    :meth:`start` is called again."""
+    :meth:`start` is called again.
+
+    A :meth:`start` while it beats only keeps it going: it does not wake the thread
+    (a step scan starts it at every point, and a beat per point -- every status
+    signal and its subscribers, competing for the GIL with the point itself -- cost
+    the point time it waits for)."""
 
     def __init__(
         self,
@@ -33,14 +38,20 @@ class Pulse:
         self.interval_s = interval_s
         self._beat = beat
         self._running = running
-        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()  # set by close(), and by a start() while asleep
+        self._asleep = True
+        self._started = False  # a start() since the last beat
         self._closed = False
         self._thread = threading.Thread(target=self._run, name=f"{name}-pulse", daemon=True)
         self._thread.start()
 
     def start(self) -> None:
         """Frames are due from now: beat until they are not."""
-        self._wake.set()
+        with self._lock:
+            self._started = True
+            if self._asleep:
+                self._wake.set()
 
     def close(self) -> None:
         self._closed = True
@@ -50,12 +61,15 @@ class Pulse:
     def _run(self) -> None:
         while True:
             self._wake.wait()  # asleep between acquisitions
-            self._wake.clear()
+            with self._lock:
+                self._wake.clear()
+                self._asleep = False
             while not self._closed:
-                # a start() during the beat keeps it going even if running() lags behind
-                if self._wake.wait(self.interval_s):
-                    self._wake.clear()
-                if self._closed or not self._running():
+                self._wake.wait(self.interval_s)  # only close() sets it now
+                with self._lock:
+                    started, self._started = self._started, False
+                # a start() since the last beat keeps it going even if running() lags
+                if self._closed or not (started or self._running()):
                     break
                 try:
                     self._beat()
@@ -63,3 +77,7 @@ class Pulse:
                     log.exception("reporting the camera's progress failed")
             if self._closed:
                 return
+            with self._lock:
+                if self._started:  # started as it stopped: go on beating
+                    self._wake.set()
+                self._asleep = True

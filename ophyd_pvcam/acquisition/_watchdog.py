@@ -10,6 +10,7 @@ it waits on the camera is the face's business (``ophyd_pvcam.device.StallGuard``
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +26,9 @@ class StallMonitor:
     One thread per camera, armed only while frames are due (a fly scan, a step point
     waiting for its frames) and asleep otherwise.  The owner thread calls :meth:`feed`
     for every frame; that is one attribute write, so it costs nothing per frame.
+    Arming and disarming wake the thread only when it must look sooner than it already
+    will (a step scan arms and disarms at every point, well within one timeout): a
+    disarmed watchdog notices it at the deadline it was sleeping to, and goes to sleep.
     """
 
     def __init__(self, name: str = "camera"):
@@ -32,6 +36,7 @@ class StallMonitor:
         self._armed: tuple[int, float, Callable[[int, float], None]] | None = None
         self._token = 0
         self._last = time.monotonic()
+        self._wakes_at = math.inf  # when the thread looks again by itself (monotonic)
         self._closed = False
         self._thread = threading.Thread(target=self._watch, name=f"{name}-stall", daemon=True)
         self._thread.start()
@@ -42,7 +47,8 @@ class StallMonitor:
             self._token += 1
             self._armed = (self._token, float(timeout), on_stall)
             self._last = time.monotonic()
-            self._condition.notify_all()
+            if self._last + float(timeout) < self._wakes_at:
+                self._condition.notify_all()
             return self._token
 
     def feed(self) -> None:
@@ -60,8 +66,7 @@ class StallMonitor:
         """Stop watching (only if ``token`` is still the current arming, when given)."""
         with self._condition:
             if self._armed is not None and token in (None, self._armed[0]):
-                self._armed = None
-                self._condition.notify_all()
+                self._armed = None  # the thread sees it when it next looks
 
     def close(self) -> None:
         with self._condition:
@@ -76,14 +81,19 @@ class StallMonitor:
                     if self._closed:
                         return
                     if self._armed is None:
+                        self._wakes_at = math.inf
                         self._condition.wait()
                         continue
                     token, timeout, on_stall = self._armed
-                    age = time.monotonic() - self._last
+                    now = time.monotonic()
+                    age = now - self._last
                     if age >= timeout:
                         self._armed = None  # fires once per arming
+                        self._wakes_at = math.inf
                         break
-                    self._condition.wait(min(timeout - age, 3600.0))
+                    wait = min(timeout - age, 3600.0)
+                    self._wakes_at = now + wait
+                    self._condition.wait(wait)
             # the session decides whether this is a stall (a late frame may have just come)
             # and reports it: here only a trace for a verbose log
             log.info("No frame for %.2f s (stall timeout %.2f s)", age, timeout)

@@ -52,7 +52,8 @@ FLUSH_INTERVAL_S = 0.5
 GROW_FRAMES = 256  # the dataset grows in blocks (chunks take no space until written)
 RESERVE_MIN_BYTES = 32 << 20  # held beside a file so it can always be flushed and closed
 STOP_MARGIN_BYTES = 1 << 20  # writing stops when this (and four frames) is all that is left
-# Frames at least this big are compressed in halves on two threads.  A hand-off costs
+# Frames at least this big are compressed in halves on two threads (and their own work,
+# a step point's statistics, runs beside the write).  A hand-off costs
 # tens of microseconds of Python and GIL traffic: at 128 x 32 (6 kHz) that slowed the camera
 # to two thirds of its rate, while a 512 x 512 frame compresses in ~0.3 ms on one core.
 PARALLEL_MIN_BYTES = 1 << 20
@@ -478,10 +479,13 @@ class FrameWriter:
         self._flush_requested = False
         self._stop = False
         # compressing takes longer than writing: a big frame is compressed in halves, one
-        # on a helper thread (the library releases the GIL), so both cores work
+        # on a helper thread (the library releases the GIL), so both cores work; and a big
+        # frame's own work (a step point's mean and max, ~1.5 ms at full frame) runs on
+        # it beside the write, compressed or not
+        beside = on_row is not None and file.frame_bytes >= PARALLEL_MIN_BYTES
         self._helper = (
             ThreadPoolExecutor(1, thread_name_prefix=f"{name}-compress")
-            if file.compresses_in_parallel
+            if file.compresses_in_parallel or (beside and not file.batched)
             else None
         )
         self._thread = threading.Thread(target=self._run, name=f"{name}-writer", daemon=True)
