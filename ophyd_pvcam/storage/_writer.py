@@ -48,6 +48,7 @@ from ._queue import FrameQueue
 
 log = logging.getLogger(__name__)
 
+FLUSH_ASKS = 2  # flush_now asks again once after a failed flush
 FLUSH_INTERVAL_S = 0.5
 GROW_FRAMES = 256  # the dataset grows in blocks (chunks take no space until written)
 RESERVE_MIN_BYTES = 32 << 20  # held beside a file so it can always be flushed and closed
@@ -471,6 +472,7 @@ class FrameWriter:
         self.submitted = 0  # by the owner thread
         self.processed = 0  # by this thread: written, or dropped after an error
         self.flushed = 0  # processed frames known to be on disk
+        self.flush_attempts = 0  # flushes tried, whatever came of them
         self.error: DiskError | None = None
         # the space held beside the file is the reserve for closing it; writing stops
         # when a few frames' worth is left besides
@@ -554,12 +556,19 @@ class FrameWriter:
         self._flush_requested = True
 
     def flush_now(self, timeout: float) -> bool:
-        """Wait until the frames written so far are flushed (not those still queued)."""
+        """Wait until the frames written so far are flushed (not those still queued).
+        A flush that fails is asked for once more; after that (a disk that stays full)
+        this returns False at once rather than at the timeout."""
         target = self.processed
-        self.flush_soon()
+        asks, seen = 0, self.flush_attempts
         deadline = time.monotonic() + timeout
         with self._condition:
             while self.flushed < target and self._thread.is_alive():
+                if asks == 0 or self.flush_attempts > seen:
+                    if asks == FLUSH_ASKS:
+                        return False
+                    seen, asks = self.flush_attempts, asks + 1
+                    self.flush_soon()
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
@@ -643,6 +652,10 @@ class FrameWriter:
             except (OSError, RuntimeError) as again:
                 log.warning("%s: flush failed again (%s); tried again later", self.file.path, again)
                 return
+            finally:
+                self.flush_attempts += 1
+        else:
+            self.flush_attempts += 1
         self.flushed = self.processed
 
     def _write(self, row: Row, pixels: np.ndarray) -> None:
