@@ -168,61 +168,27 @@ def configure_bare(
 # ---- plain h5py appending -------------------------------------------------------
 
 
-def bslz4_chunk(pixels: np.ndarray) -> np.ndarray:
-    """``pixels`` as one HDF5 bitshuffle/LZ4 chunk (filter 32008: a 12-byte header, then
-    the blocks), made by one call to the bitshuffle library ``hdf5plugin`` ships, on the
-    calling thread: the cheapest way to write the format, for the bare loops."""
-    import struct
-
-    library = _bitshuffle()
-    flat = np.ascontiguousarray(pixels).reshape(-1)
-    bound = library.bshuf_compress_lz4_bound(flat.size, flat.itemsize, 4096)
-    out = np.empty(12 + bound, np.uint8)
-    struct.pack_into(">QI", out.data, 0, flat.nbytes, 4096 * flat.itemsize)
-    size = library.bshuf_compress_lz4(
-        flat.ctypes.data, out[12:].ctypes.data, flat.size, flat.itemsize, 4096
-    )
-    if size < 0:
-        raise RuntimeError(f"bitshuffle/LZ4 failed ({size})")
-    return out[: 12 + size]
-
-
-@functools.cache
-def _bitshuffle() -> Any:
-    import ctypes
-
-    import hdf5plugin
-
-    library = ctypes.CDLL(str(Path(hdf5plugin.PLUGIN_PATH) / "libh5bshuf.so"))
-    size_t = ctypes.c_size_t
-    library.bshuf_compress_lz4.argtypes = [ctypes.c_void_p, ctypes.c_void_p, size_t, size_t, size_t]
-    library.bshuf_compress_lz4.restype = ctypes.c_int64
-    library.bshuf_compress_lz4_bound.argtypes = [size_t, size_t, size_t]
-    library.bshuf_compress_lz4_bound.restype = size_t
-    return library
-
-
 class PlainAppender:
     """An HDF5 dataset of one chunk per frame, grown by one row per frame:
     the least a frame writer can do (no SWMR, no records, no documents).
 
     ``compression="bslz4"`` (the device's default format): each frame compressed by one
-    call to the bitshuffle library on the calling thread (:func:`bslz4_chunk`) and
-    stored with ``write_direct_chunk``.  HDF5's own filter pipeline makes the same bytes
+    call to the bitshuffle library on the calling thread (the device's own
+    :class:`~ophyd_pvcam.storage.Bslz4`, given no thread pool) and stored with
+    ``write_direct_chunk``.  HDF5's own filter pipeline makes the same bytes
     but was much slower here (a bare full-frame point of ~59 ms in a loaded run, against
     ~32 ms this way): it would flatter the device."""
 
     def __init__(self, path: Path, shape: tuple[int, int], compression: str = "none"):
         import h5py
 
-        options: dict[str, Any] = {}
-        if compression == "bslz4":
-            import hdf5plugin
+        from ophyd_pvcam.storage import COMPRESSIONS, Bslz4
+        from ophyd_pvcam.storage._compression import dataset_options
 
-            options = dict(hdf5plugin.Bitshuffle(nelems=4096, cname="lz4"))
-        elif compression != "none":
+        if compression not in COMPRESSIONS:
             raise ValueError(f"unknown compression {compression!r}")
-        self.compression = compression
+        options = dataset_options(compression)
+        self._bslz4 = Bslz4(shape) if compression == "bslz4" else None
         self._file = h5py.File(path, "w", libver="latest")
         height, width = shape
         self._data = self._file.create_dataset(
@@ -237,7 +203,7 @@ class PlainAppender:
 
     def append(self, pixels: np.ndarray) -> None:
         self._data.resize(self.rows + 1, axis=0)
-        chunk = pixels if self.compression == "none" else bslz4_chunk(pixels)
+        chunk = pixels if self._bslz4 is None else self._bslz4.chunk(pixels)
         self._data.id.write_direct_chunk((self.rows, 0, 0), chunk)
         self.rows += 1
 

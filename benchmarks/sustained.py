@@ -45,22 +45,19 @@ def points(quick: bool) -> list[Point]:
     ]
 
 
-class WriterLag:
-    """How far the writer is behind the camera: frames waiting in the device's memory
-    queue (every 50 ms) times the frame period, in seconds; the largest seen."""
+class _Sampler:
+    """Calls ``sample()`` every ``interval_s`` on a thread of its own, from entering the
+    ``with`` block to leaving it."""
 
-    def __init__(self, period_s: float):
-        self.period_s = period_s
-        self.most = 0
-        self._camera: Any = None
+    interval_s = 0.05
+
+    def __init__(self) -> None:
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="bench-lag", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"bench-{type(self).__name__}", daemon=True
+        )
 
-    def __call__(self, camera: Any) -> WriterLag:
-        self._camera = camera
-        return self
-
-    def __enter__(self) -> WriterLag:
+    def __enter__(self):
         self._thread.start()
         return self
 
@@ -69,10 +66,31 @@ class WriterLag:
         self._thread.join()
 
     def _run(self) -> None:
-        while not self._stop.wait(0.05):
-            frames = getattr(self._camera._controller, "_frames", None)
-            if frames is not None:
-                self.most = max(self.most, frames.depth)
+        while not self._stop.wait(self.interval_s):
+            self.sample()
+
+    def sample(self) -> None:
+        raise NotImplementedError
+
+
+class WriterLag(_Sampler):
+    """How far the writer is behind the camera: frames waiting in the device's memory
+    queue (every 50 ms) times the frame period, in seconds; the largest seen."""
+
+    def __init__(self, period_s: float):
+        super().__init__()
+        self.period_s = period_s
+        self.most = 0
+        self._camera: Any = None
+
+    def __call__(self, camera: Any) -> WriterLag:
+        self._camera = camera
+        return self
+
+    def sample(self) -> None:
+        frames = getattr(self._camera._controller, "_frames", None)
+        if frames is not None:
+            self.most = max(self.most, frames.depth)
 
     @property
     def seconds(self) -> float:
@@ -102,35 +120,27 @@ def _file_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*.h5"))
 
 
-class SensorPace:
+class SensorPace(_Sampler):
     """Watches the simulator's frame count (every 20 ms) and measures the sensor's own
     pace: frames made per second from its first frame to the ``frames``-th, over the
     nominal rate.  (The device's figures time the run to its last frame written.)"""
 
+    interval_s = 0.02
+
     def __init__(self, frames: int, nominal_fps: float):
+        super().__init__()
         self.frames, self.nominal_fps = frames, nominal_fps
         self.base = sim.stats().frames_generated
         self.first: tuple[float, int] | None = None
         self.last: tuple[float, int] | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="bench-pace", daemon=True)
 
-    def __enter__(self) -> SensorPace:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.02):
-            made = sim.stats().frames_generated - self.base
-            now = time.monotonic()
-            if made and self.first is None:
-                self.first = (now, made)
-            if made and (self.last is None or self.last[1] < self.frames):
-                self.last = (now, made)
+    def sample(self) -> None:
+        made = sim.stats().frames_generated - self.base
+        now = time.monotonic()
+        if made and self.first is None:
+            self.first = (now, made)
+        if made and (self.last is None or self.last[1] < self.frames):
+            self.last = (now, made)
 
     @property
     def pace(self) -> float:
