@@ -641,22 +641,25 @@ class FrameWriter:
         """Flush; on a failure, once more in the space held for closing.  A flush that
         still fails is tried again at the next one (the final one included): until one
         succeeds, the rows written since the last are not handed over, and a run must
-        not lose them for good because the disk was full for a moment."""
+        not lose them for good because the disk was full for a moment.  The attempt is
+        counted once ``flushed`` says how it went (``flush_now`` reads them together)."""
+        if self._flushed_file():
+            self.flushed = self.processed
+        self.flush_attempts += 1
+
+    def _flushed_file(self) -> bool:
         try:
             self.file.flush()  # after a failed write too: what was written is kept
+            return True
         except (OSError, RuntimeError) as error:
             if self.error is None:
                 self._fail(error)  # gives back the space held for closing
-            try:
-                self.file.flush()  # in the space given back
-            except (OSError, RuntimeError) as again:
-                log.warning("%s: flush failed again (%s); tried again later", self.file.path, again)
-                return
-            finally:
-                self.flush_attempts += 1
-        else:
-            self.flush_attempts += 1
-        self.flushed = self.processed
+        try:
+            self.file.flush()  # in the space given back
+            return True
+        except (OSError, RuntimeError) as again:
+            log.warning("%s: flush failed again (%s); tried again later", self.file.path, again)
+            return False
 
     def _write(self, row: Row, pixels: np.ndarray) -> None:
         if self._stale is not None and self._stale(row):
@@ -668,17 +671,15 @@ class FrameWriter:
         if self._unchecked >= self._stop_below // 4:  # stop before the disk is full
             self._unchecked = 0
             if free_bytes(self.file.path.parent) < self._stop_below:
-                self._fail(DiskError(f"the disk is nearly full (writing stops with "
-                                     f"{self._stop_below / 2**20:.0f} MiB left, so the file "
-                                     "closes cleanly)"))  # fmt: skip
-                self._not_written(row)
+                self._refuse(row, DiskError(f"the disk is nearly full (writing stops with "
+                                            f"{self._stop_below / 2**20:.0f} MiB left, so "
+                                            "the file closes cleanly)"))  # fmt: skip
                 return
         if self.file.batched:  # small frames share chunks: one copy, no HDF5 call
             try:
                 self.file.write(row, pixels, None)
             except (OSError, RuntimeError) as error:
-                self._fail(error)
-                self._not_written(row)
+                self._refuse(row, error)
                 return
             if self._on_row is not None:
                 self._on_row(row, pixels)
@@ -686,8 +687,7 @@ class FrameWriter:
         try:
             chunk = self.file.chunk(pixels, self._helper)
         except RuntimeError as error:
-            self._fail(error)
-            self._not_written(row)
+            self._refuse(row, error)
             return
         # the row's own work (a step point's mean and max) runs on the helper while this
         # thread writes: both release the GIL
@@ -697,14 +697,18 @@ class FrameWriter:
         try:
             self.file.write(row, pixels, chunk)
         except (OSError, RuntimeError) as error:
-            self._fail(error)
-            self._not_written(row)
+            self._refuse(row, error)
             return
         finally:
             if beside is not None:
                 beside.result()
         if self._on_row is not None and beside is None:
             self._on_row(row, pixels)
+
+    def _refuse(self, row: Row, error: BaseException) -> None:
+        """Stop writing for ``error``, from ``row`` on (counted lost by the session)."""
+        self._fail(error)
+        self._not_written(row)
 
     def _not_written(self, row: Row) -> None:
         if self.first_unwritten is None or row.row < self.first_unwritten:
