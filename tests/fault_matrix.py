@@ -31,6 +31,9 @@ from bluesky.utils import FailedStatus, RunEngineInterrupted
 import ophyd_pvcam.sim as sim
 
 INTERRUPTS = ("abort", "stop", "halt", "ctrl_c_abort")
+# the endings both matrices try (each adds its own: the ophyd one a plain run, the
+# ophyd-async one a pause)
+ENDINGS = ("stall", "stall_resumes", "readout_failure", "disconnect", "drop", *INTERRUPTS)
 DEADLINE_S = 30.0  # any wait here: far beyond what a scenario takes
 
 # the error each ending fails the plan with (None: it does not fail), and the exit status
@@ -183,6 +186,22 @@ def referenced_rows(docs, key: str) -> int:
     multipliers = {d["parameters"].get("multiplier", 1) for d in resources.values()}
     assert len(multipliers) <= 1, multipliers
     return covered * (multipliers.pop() if multipliers else 1)
+
+
+def matrix_run_engine(catalog, *preprocessors) -> Any:
+    """A RunEngine for a matrix: ``RE.catalog`` (a :class:`Gate` into ``catalog``, shut
+    until a scenario opens it), ``RE.recorder`` (every document) and ``preprocessors``."""
+    from bluesky import RunEngine
+    from bluesky_tiled_plugins import TiledWriter
+    from helpers import Recorder
+
+    engine = RunEngine({}, call_returns_result=False)
+    engine.catalog = Gate(TiledWriter(catalog))
+    engine.subscribe(engine.catalog)
+    engine.recorder = Recorder()
+    engine.subscribe(engine.recorder)
+    engine.preprocessors.extend(preprocessors)
+    return engine
 
 
 class Gate:

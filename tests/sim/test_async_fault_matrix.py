@@ -23,14 +23,15 @@ import bluesky.plans as bp
 import bluesky.preprocessors as bpp
 import pytest
 from fault_matrix import (
+    ENDINGS,
     INTERRUPTS,
-    Gate,
     Outcome,
     camera_stopped,
     check,
     expected_frames,
     file_numbers,
     inject,
+    matrix_run_engine,
     referenced_rows,
     replay_in_new_process,
     run_plan,
@@ -43,18 +44,7 @@ import ophyd_pvcam.sim as sim
 pytestmark = pytest.mark.timeout(300)  # the first test runs all 30 scenarios
 
 PLANS = ("count", "scan", "fly")
-FAULTS = (
-    "stall",
-    "stall_resumes",
-    "readout_failure",
-    "disconnect",
-    "drop",
-    "abort",
-    "stop",
-    "halt",
-    "ctrl_c_abort",
-    "pause",
-)
+FAULTS = (*ENDINGS, "pause")
 COUNT_POINTS, SCAN_POINTS, EXPOSURES, FLY_FRAMES = 8, 4, 3, 100
 FRAMES = {"count": COUNT_POINTS, "scan": SCAN_POINTS * EXPOSURES, "fly": FLY_FRAMES}
 PER_POINT = {"count": 1, "scan": EXPOSURES, "fly": 1}
@@ -134,18 +124,11 @@ def _run_scenario(acam, RE, plan: str, fault: str) -> Outcome:
 @pytest.fixture(scope="module")
 def matrix(data_dir, catalog):
     """Run all 30 scenarios on one detector, then replay every run in one new process."""
-    from bluesky import RunEngine
-    from bluesky_tiled_plugins import TiledWriter
-    from helpers import Recorder
     from ophyd_async.core import init_devices
 
     from ophyd_pvcam.asyncio import PvcamDetector
 
-    RE = RunEngine({}, call_returns_result=False)
-    RE.catalog = Gate(TiledWriter(catalog))
-    RE.subscribe(RE.catalog)
-    RE.recorder = Recorder()
-    RE.subscribe(RE.recorder)
+    RE = matrix_run_engine(catalog)
     folder = data_dir / "frames" / "async-matrix"
     with init_devices():
         acam = PvcamDetector(

@@ -15,14 +15,15 @@ from __future__ import annotations
 import bluesky.plans as bp
 import pytest
 from fault_matrix import (
+    ENDINGS,
     INTERRUPTS,
-    Gate,
     Outcome,
     camera_stopped,
     check,
     expected_frames,
     file_numbers,
     inject,
+    matrix_run_engine,
     replay_in_new_process,
     run_plan,
 )
@@ -33,18 +34,7 @@ import ophyd_pvcam.sim as sim
 pytestmark = pytest.mark.timeout(600)  # the first test runs all 30 scenarios
 
 PLANS = ("count", "scan", "fly")
-FAULTS = (
-    "none",
-    "stall",
-    "stall_resumes",
-    "readout_failure",
-    "disconnect",
-    "drop",
-    "abort",
-    "stop",
-    "halt",
-    "ctrl_c_abort",
-)
+FAULTS = ("none", *ENDINGS)
 COUNT_POINTS, SCAN_POINTS, FRAMES_PER_POINT, FLY_FRAMES = 10, 5, 3, 150
 FAULT_AT = {"count": 4, "scan": 4, "fly": 40}  # frames before the fault
 INTERRUPT_AT = {"count": 5, "scan": 7, "fly": 60}
@@ -99,19 +89,10 @@ def _run_scenario(cam, RE, plan: str, fault: str) -> Outcome:
 @pytest.fixture(scope="module")
 def matrix(data_dir, catalog, tmp_path_factory):
     """Run all 30 scenarios on one camera, then replay every run in one new process."""
-    from bluesky import RunEngine
-    from bluesky_tiled_plugins import TiledWriter
-    from helpers import Recorder
-
     from ophyd_pvcam import PrimeBSI, StallGuard
 
     cam = PrimeBSI("cam", sim=True, write_path=data_dir / "frames" / "matrix")
-    RE = RunEngine({}, call_returns_result=False)
-    RE.catalog = Gate(TiledWriter(catalog))
-    RE.subscribe(RE.catalog)
-    RE.recorder = Recorder()
-    RE.subscribe(RE.recorder)
-    RE.preprocessors.append(StallGuard())
+    RE = matrix_run_engine(catalog, StallGuard())
     outcomes = {}
     try:
         for plan in PLANS:
